@@ -1,0 +1,38 @@
+"""Installs tfgen: likelihood-based deep generative models in TensorFlow/Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name="tfgen",
+    version="0.1.0",
+    description="A TensorFlow/Keras zoo of likelihood-based deep generative models for images.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["tfgen", "tfgen.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "tensorflow-probability>=0.25,<0.26",
+        # TFP refuses to import without tf-keras, although tfgen never uses it.
+        "tf-keras>=2.21,<2.22",
+        "tensorflow-datasets>=4.9.9,<5",
+        # tensorflow-datasets imports it at run time without declaring it.
+        "importlib_resources>=6",
+        "keras-tuner>=1.4.7,<1.5",
+        "tensorboard>=2.20,<3",
+        "absl-py>=2.1,<3",
+        "ml-collections>=1.0,<2",
+        "numpy>=1.26,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10"],
+    },
+    entry_points={
+        "console_scripts": [
+            "tfgen-train=tfgen.apps.train:run",
+            "tfgen-evaluate=tfgen.apps.evaluate:run",
+            "tfgen-sample=tfgen.apps.sample:run",
+        ],
+    },
+)

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real data in ../shared/data, configs, and quiet TensorFlow."""
+
+import importlib.util
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(os.environ.get("TFGEN_SHARED_DATA", REPO.parent / "shared" / "data"))
+# CI sets this so that a test needing ../shared/data fails rather than skips when it is absent.
+REQUIRE_SHARED_DATA = os.environ.get("TFGEN_REQUIRE_SHARED_DATA", "") not in ("", "0")
+
+
+def shared_data(*parts) -> pathlib.Path:
+  """The path of a real data set under ../shared/data; skips (or fails in CI) when absent."""
+  path = SHARED_DATA.joinpath(*parts)
+  if not path.exists():
+    message = f"real data {path} is absent (it lives in ../shared/data beside the repo)"
+    if REQUIRE_SHARED_DATA:
+      pytest.fail(message + "; TFGEN_REQUIRE_SHARED_DATA is set")
+    pytest.skip(message)
+  return path
+
+
+def load_config(name: str, variant: str = ""):
+  """get_config(variant) of configs/NAME.py."""
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+@pytest.fixture(scope="session")
+def tfds_data_dir(tmp_path_factory) -> str:
+  """One TFDS data_dir per test session, so real data sets are prepared once."""
+  return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture(scope="session")
+def binarized_mnist_dir() -> pathlib.Path:
+  return shared_data("binarized_mnist")
+
+
+@pytest.fixture
+def tiny_config(binarized_mnist_dir, tfds_data_dir):
+  """The tiny VAE on the first 256 images of each split of real binarized MNIST."""
+  config = load_config("iwae", "tiny")
+  config.data.manual_dir = str(binarized_mnist_dir)
+  config.data.data_dir = tfds_data_dir
+  return config

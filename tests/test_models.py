@@ -1,0 +1,69 @@
+"""What every registered model must do: build, train a step, checkpoint every weight, sample."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgen import data
+from tfgen import models
+from tfgen import seeding
+from tests.conftest import load_config
+
+# Each registered model with a tiny config variant that builds it.
+TINY_VARIANTS = {"vae": [("iwae", "tiny"), ("iwae", "tiny,layers=2,model=iwae,k=3")]}
+CASES = [(name, cfg, variant) for name, variants in TINY_VARIANTS.items()
+         for cfg, variant in variants]
+
+
+def test_every_registered_model_has_a_tiny_variant():
+  assert sorted(TINY_VARIANTS) == models.MODELS.names()
+
+
+def _build(config_name, variant):
+  config = load_config(config_name, variant)
+  info = data.DataInfo(config.data.name, (28, 28, 1), "fixed", {"train": 0})
+  model = models.build(config.model, info)
+  model.build_for_images()
+  return model
+
+
+@pytest.mark.parametrize("name,config_name,variant", CASES)
+def test_checkpoint_holds_every_weight(name, config_name, variant, tmp_path):
+  model = _build(config_name, variant)
+  assert config_name and name
+  path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+  saved = [n for n, _ in tf.train.list_variables(path) if n.startswith("model/")]
+  assert len(saved) == len(model.weights) > 0
+  other = _build(config_name, variant)
+  tf.train.Checkpoint(model=other).read(path).assert_consumed()
+  for a, b in zip(model.weights, other.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("name,config_name,variant", CASES)
+def test_contract_shapes(name, config_name, variant):
+  del name
+  model = _build(config_name, variant)
+  x = tf.cast(tf.random.stateless_uniform((5, 28, 28, 1), seed=[1, 2]) < 0.5, tf.float32)
+  seed = seeding.as_seed(0)
+  loss, metrics = model.loss({"image": x}, seed, training=True)
+  assert loss.shape == (5,) and all(v.shape == (5,) for v in metrics.values())
+  assert all(v.shape == (5,) for v in model.bounds(x, seed).values())
+  assert model.log_prob(x, seed, num_importance_samples=7, chunk_size=3).shape == (5,)
+  samples = model.sample(4, seed)
+  assert samples.shape == (4, 28, 28, 1)
+  assert set(np.unique(samples.numpy())) <= {0.0, 1.0}
+  means = model.sample(4, seed, mean=True).numpy()
+  assert means.min() >= 0 and means.max() <= 1
+  np.testing.assert_array_equal(model.sample(4, seed), samples)  # Same seed, same images.
+  if isinstance(model, models.LatentVariableModel):
+    assert model.encode(x).sample(seed=seed).shape[0] == 5
+    assert model.reconstruct(x, seed).shape == x.shape
+    assert all(m.shape[0] == 5 for m in model.posterior_means(x, seed))
+
+
+def test_wrong_image_shape_is_one_clear_error():
+  from tfgen import errors  # pylint: disable=g-import-not-at-top
+  model = _build("iwae", "tiny")
+  with pytest.raises(errors.DataError, match=r"expects images of shape \[batch, 28, 28, 1\]"):
+    model.log_prob(tf.zeros([2, 32, 32, 1]), seeding.as_seed(0))

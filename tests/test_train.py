@@ -1,0 +1,131 @@
+"""The training loop: checkpoints, resuming, --init_from, non-finite losses, the workdir lock."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgen import errors
+from tfgen import evaluate
+from tfgen import train
+from tfgen import workdir as workdir_lib
+from tfgen.models import vae
+
+
+def _weights(workdir):
+  _, _, model, _, step = evaluate.load_trained(workdir, splits=())
+  return [w.numpy() for w in model.weights], step
+
+
+def test_short_run_writes_checkpoints_events_and_pngs(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  result = train.train(tiny_config, workdir, show_progress=False)
+  assert result.epoch == 2 and result.step == 2 * (256 // 32)
+  assert result.checkpoint.endswith(f"ckpt-{result.step}")
+  for name in ("config.json", train.SAMPLES_PNG, train.RECONSTRUCTIONS_PNG):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0
+  events = os.listdir(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
+  assert any(e.startswith("events.out.tfevents") for e in events)
+  assert np.isfinite(result.validation_metrics["elbo"])
+  assert result.validation_metrics["iwae_bound"] >= result.validation_metrics["elbo"] - 1.0
+
+
+def test_second_start_resumes_at_the_same_step_with_the_same_weights(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  first = train.train(tiny_config, workdir, show_progress=False)
+  weights, step = _weights(workdir)
+  again = train.train(tiny_config, workdir, show_progress=False)
+  assert (again.epoch, again.step) == (first.epoch, first.step) == (2, step)
+  for a, b in zip(weights, _weights(workdir)[0]):
+    np.testing.assert_array_equal(a, b)
+  # Asking for more epochs continues from there.
+  tiny_config.train.num_epochs = 3
+  more = train.train(tiny_config, workdir, show_progress=False)
+  assert (more.epoch, more.step) == (3, first.step + 8)
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train(tiny_config, workdir, show_progress=False)
+  directory = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+  newest = tf.train.latest_checkpoint(directory)
+  with open(newest + ".data-00000-of-00001", "wb") as f:
+    f.write(b"half a checkpoint")
+  tiny_config.train.num_epochs = 2
+  result = train.train(tiny_config, workdir, show_progress=False)
+  # Resumed from the epoch-1 checkpoint (step 8) and trained epoch 2 again.
+  assert result.step == 16 and result.epoch == 2
+
+
+def test_init_from_loads_another_runs_weights(tiny_config, tmp_path):
+  source = str(tmp_path / "vae")
+  train.train(tiny_config, source, show_progress=False)
+  source_weights, _ = _weights(source)
+  tiny_config.model.objective = "iwae"
+  tiny_config.model.num_importance_samples = 5
+  tiny_config.train.num_epochs = 0
+  target = str(tmp_path / "iwae")
+  result = train.train(tiny_config, target, init_from=source, show_progress=False)
+  assert result.step == 0
+  for a, b in zip(source_weights, _weights(target)[0]):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(
+    tiny_config, tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  tiny_config.train.num_epochs = 1
+  train.train(tiny_config, workdir, show_progress=False)
+  good = tf.train.latest_checkpoint(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+
+  original = vae.VAE.loss
+
+  def exploding_loss(self, batch, seed, training=False):
+    loss, metrics = original(self, batch, seed, training)
+    return loss * np.nan, metrics
+
+  monkeypatch.setattr(vae.VAE, "loss", exploding_loss)
+  tiny_config.train.num_epochs = 2
+  with pytest.raises(errors.NonFiniteLossError, match="at step 8 "):
+    train.train(tiny_config, workdir, show_progress=False)
+  assert tf.train.latest_checkpoint(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)) == good
+
+
+def test_a_second_run_on_a_locked_workdir_refuses(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  with workdir_lib.locked(workdir):
+    with pytest.raises(errors.WorkdirError, match="in use"):
+      train.train(tiny_config, workdir, show_progress=False)
+  assert not os.path.exists(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+
+
+def test_changed_model_shape_refuses_to_overwrite_checkpoints(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train(tiny_config, workdir, show_progress=False)
+  before = sorted(os.listdir(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)))
+  tiny_config.model.latent_sizes = (7,)
+  with pytest.raises(errors.WorkdirError, match="none can be restored"):
+    train.train(tiny_config, workdir, show_progress=False)
+  assert sorted(os.listdir(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))) == before
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("train.batch_size", -1, "batch_size"),
+    ("train.learning_rate", 0.0, "learning_rate"),
+    ("eval.num_importance_samples", 0, "num_importance_samples"),
+])
+def test_invalid_config_values(tiny_config, tmp_path, field, value, match):
+  section, name = field.split(".")
+  tiny_config[section][name] = value
+  with pytest.raises(errors.ConfigError, match=match):
+    train.train(tiny_config, str(tmp_path / "run"), show_progress=False)
+
+
+@pytest.mark.parametrize("section,name,value", [
+    ("model", "name", "nope"), ("data", "name", "nope"), ("train", "optimizer", "nope"),
+    ("train", "schedule", "nope"), ("model", "objective", "nope")])
+def test_unknown_names(tiny_config, tmp_path, section, name, value):
+  tiny_config[section][name] = value
+  with pytest.raises(errors.ConfigError, match=f"unknown .*'{value}'"):
+    train.train(tiny_config, str(tmp_path / "run"), show_progress=False)

@@ -1,0 +1,39 @@
+"""tfgen-evaluate: test NLL (IWAE bound at k=5000 by default), ELBO and active units of a run.
+
+  tfgen-evaluate --workdir=/tmp/run
+  tfgen-evaluate --workdir=/tmp/run --num_importance_samples=1000 --split=validation
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from tfgen.apps import common
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Working directory of a training run.")
+_K = flags.DEFINE_integer("num_importance_samples", None,
+                          "Importance samples per image (default: the config's, 5000).")
+_SPLIT = flags.DEFINE_enum("split", None, ["train", "validation", "test"],
+                           "Split to evaluate (default: the config's, test).")
+_BATCH = flags.DEFINE_integer("batch_size", None, "Images per batch (default: the config's).")
+_CHUNK = flags.DEFINE_integer("chunk_size", None, "Importance samples drawn at once per image; "
+                              "bounds memory (default: the config's).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from tfgen import evaluate  # Imported after flag parsing so --help is fast.
+  logging.set_verbosity(logging.WARNING)
+  results = evaluate.evaluate(_WORKDIR.value, num_importance_samples=_K.value, split=_SPLIT.value,
+                              batch_size=_BATCH.value, chunk_size=_CHUNK.value)
+  print(evaluate.format_table(results))
+
+
+def run():
+  common.run(main, "tfgen-evaluate")
+
+
+if __name__ == "__main__":
+  run()

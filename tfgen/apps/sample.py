@@ -1,0 +1,35 @@
+"""tfgen-sample: draws images from a trained run and writes them as a PNG grid.
+
+  tfgen-sample --workdir=/tmp/run --num=64 --out=samples.png
+"""
+
+from absl import app
+from absl import flags
+
+from tfgen.apps import common
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Working directory of a training run.")
+_NUM = flags.DEFINE_integer("num", 64, "Number of images.", lower_bound=1)
+_OUT = flags.DEFINE_string("out", "samples.png", "PNG file to write.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same images.")
+_COLUMNS = flags.DEFINE_integer("columns", 0, "Grid columns (0: square grid).", lower_bound=0)
+_MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "
+                          "rather than a binary draw.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from tfgen import sampling  # Imported after flag parsing so --help is fast.
+  path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
+                              num_columns=_COLUMNS.value, mean=_MEAN.value)
+  print(f"wrote {_NUM.value} samples to {path}")
+
+
+def run():
+  common.run(main, "tfgen-sample")
+
+
+if __name__ == "__main__":
+  run()

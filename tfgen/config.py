@@ -1,0 +1,152 @@
+"""Fields every tfgen config shares, their validation, and configs saved in a workdir.
+
+Every config file under `configs/` starts from `base_config()` so that every model is driven the
+same way: `config.seed`, `config.data.*`, `config.model.name`, `config.train.*`, `config.eval.*`.
+"""
+
+import json
+import os
+
+import ml_collections
+
+from tfgen import errors
+
+CONFIG_FILE = "config.json"
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The shared fields with their defaults; a model's config file fills in `model`."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "binarized_mnist"
+  # Folder of the data set's original files, handed to TFDS as DownloadConfig(manual_dir=...);
+  # empty means $TFGEN_MANUAL_DIR, else let TFDS download.
+  config.data.manual_dir = ""
+  # Where TFDS keeps prepared data sets; empty means TFDS's default (~/tensorflow_datasets).
+  config.data.data_dir = ""
+  # "" keeps the data set's own protocol: fixed for binarized_mnist, dynamic for grey-scale sets.
+  config.data.binarization = ""
+  # Validation images held out of `train` for sets without a validation split.
+  config.data.num_validation = 10000
+  # Use only the first `limit` examples of every split (0: all); for tests and smoke runs.
+  config.data.limit = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = ""
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 100
+  config.train.num_epochs = 100
+  config.train.optimizer = "adam"
+  config.train.learning_rate = 1e-3
+  # "constant", "exponential" (decays to learning_rate * final_learning_rate_factor by the last
+  # epoch), "cosine", or "iwae" (the IWAE paper's 3^i epochs at 1e-3 * 10^(-i/7), i = 0..7).
+  config.train.schedule = "constant"
+  config.train.final_learning_rate_factor = 0.1
+  config.train.adam_beta_1 = 0.9
+  config.train.adam_beta_2 = 0.999
+  config.train.adam_epsilon = 1e-4
+  config.train.momentum = 0.9  # RMSprop with Nesterov momentum.
+  config.train.rho = 0.9
+  config.train.checkpoint_every_epochs = 10
+  config.train.max_checkpoints_to_keep = 3
+  # Train steps run per call of the compiled train function (fewer Python round trips).
+  config.train.steps_per_execution = 50
+  # Validation bounds each this many epochs (0: never).
+  config.train.eval_every_epochs = 5
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.num_importance_samples = 5000
+  config.eval.batch_size = 100
+  # Importance samples drawn at once per example; bounds memory whatever num_importance_samples.
+  config.eval.chunk_size = 500
+  config.eval.split = "test"
+  return config
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise errors.ConfigError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the shared fields; models and data sets check their own when they are built.
+
+  Raises:
+    ConfigError: naming the first invalid field and what it must be.
+  """
+  for section in ("data", "model", "train", "eval"):
+    _require(section in config, f"config has no `{section}` section")
+  _require(isinstance(config.seed, int), f"config.seed must be an integer, got {config.seed!r}")
+  train, ev = config.train, config.eval
+  _require(bool(config.model.name), "config.model.name is empty")
+  _require(train.batch_size > 0, f"config.train.batch_size must be > 0, got {train.batch_size}")
+  _require(train.num_epochs >= 0, f"config.train.num_epochs must be >= 0, got {train.num_epochs}")
+  _require(train.learning_rate > 0,
+           f"config.train.learning_rate must be > 0, got {train.learning_rate}")
+  _require(train.checkpoint_every_epochs > 0, "config.train.checkpoint_every_epochs must be > 0, "
+           f"got {train.checkpoint_every_epochs}")
+  _require(train.max_checkpoints_to_keep > 0, "config.train.max_checkpoints_to_keep must be > 0")
+  _require(train.steps_per_execution > 0, "config.train.steps_per_execution must be > 0")
+  _require(train.eval_every_epochs >= 0, "config.train.eval_every_epochs must be >= 0")
+  _require(ev.num_importance_samples > 0, "config.eval.num_importance_samples must be > 0, "
+           f"got {ev.num_importance_samples}")
+  _require(ev.batch_size > 0, f"config.eval.batch_size must be > 0, got {ev.batch_size}")
+  _require(ev.chunk_size > 0, f"config.eval.chunk_size must be > 0, got {ev.chunk_size}")
+  _require(config.data.limit >= 0, f"config.data.limit must be >= 0, got {config.data.limit}")
+
+
+def save(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Writes the config as JSON into the workdir (atomically) and returns its path."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(tmp, path)
+  return path
+
+
+def load_from_workdir(workdir: str) -> ml_collections.ConfigDict:
+  """Reads the config a training run saved in `workdir`.
+
+  Raises:
+    WorkdirError: there is no readable config (no run was started there).
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except FileNotFoundError as e:
+    raise errors.WorkdirError(f"{workdir!r} holds no training run (no {CONFIG_FILE}); "
+                              "train there first with tfgen-train --workdir") from e
+  except (OSError, ValueError) as e:
+    raise errors.WorkdirError(f"cannot read {path!r}: {e}") from e
+
+
+def parse_variant(arg: str, defaults: dict) -> dict:
+  """Parses a config file's variant string, "k=50,layers=2,tiny", over `defaults`.
+
+  A bare word sets the boolean option of that name; values are converted to the type of the
+  default.
+
+  Raises:
+    ConfigError: an unknown option or a value of the wrong type.
+  """
+  options = dict(defaults)
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    key, _, value = item.partition("=")
+    if key not in defaults:
+      raise errors.ConfigError(f"unknown config variant option {key!r} in {arg!r}; known: "
+                               f"{', '.join(sorted(defaults))}")
+    kind = type(defaults[key])
+    if kind is bool:
+      options[key] = value.lower() in ("", "1", "true", "yes")
+      continue
+    try:
+      options[key] = kind(value)
+    except ValueError as e:
+      raise errors.ConfigError(f"config variant option {key}={value!r} must be "
+                               f"{kind.__name__}") from e
+  return options

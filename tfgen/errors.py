@@ -1,0 +1,21 @@
+"""Errors that tfgen reports to a user as one clear message, without a traceback."""
+
+
+class TfgenError(Exception):
+  """Base class of every error a user can cause and fix (bad config, missing data, ...)."""
+
+
+class ConfigError(TfgenError):
+  """An invalid configuration value or an unknown name."""
+
+
+class DataError(TfgenError):
+  """A data set that cannot be had, or files that are corrupt or of the wrong shape."""
+
+
+class WorkdirError(TfgenError):
+  """A working directory that cannot be used: locked by another run, or with no run in it."""
+
+
+class NonFiniteLossError(TfgenError):
+  """Training produced a NaN or infinite loss."""

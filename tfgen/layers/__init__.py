@@ -1,0 +1,6 @@
+"""Keras 3 layers shared by tfgen models; they return tensors, never distributions."""
+
+from tfgen.layers.mlp import MLP
+from tfgen.layers.tracking import track_list
+
+__all__ = ["MLP", "track_list"]

@@ -1,0 +1,120 @@
+"""The model contract every tfgen model keeps.
+
+A model is a Keras 3 subclassed model that owns its loss. The training loop, the evaluator, the
+samplers and the exporters see only this API:
+
+  * `loss(batch, seed, training)` -> (per-example loss [B], per-example metrics {name: [B]}). The
+    loop averages over the global batch itself, so the loss must not be averaged here.
+  * `bounds(x, seed)` -> per-example log-likelihood terms or bounds {name: [B]} in nats.
+  * `log_prob(x, seed, num_importance_samples)` -> per-example log-likelihood [B] in nats: exact
+    for fully observed models, an importance-sampled estimate for latent-variable models.
+  * `sample(num, seed, mean=False)` -> images [num, H, W, C]; `mean=True` returns the pixel
+    probabilities (or means) of the last conditional instead of a draw.
+
+Latent-variable models add `encode(x)` and `decode(z)`, which return TFP distributions, `prior()`,
+`reconstruct(x, seed)` and `posterior_means(x, seed)` (for active units).
+
+Randomness is explicit: every method that draws takes a stateless `seed` (int32 [2]), so results
+are reproducible and `tf.function` never depends on hidden random state.
+"""
+
+import abc
+from typing import Dict, List, Optional, Tuple
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfgen import errors
+
+tfd = tfp.distributions
+
+Metrics = Dict[str, tf.Tensor]
+
+
+class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
+  """Base class of every tfgen model.
+
+  Args:
+    image_shape: (H, W, C) of the images the model is built for.
+  """
+
+  def __init__(self, image_shape, **kwargs):
+    super().__init__(**kwargs)
+    # Keras' Trainer sets `self.loss = None` for compile(); tfgen models never compile and the
+    # contract's `loss` is a method, so drop the attribute that would shadow it.
+    del self.loss
+    self.image_shape = tuple(int(d) for d in image_shape)
+
+  @property
+  def event_size(self) -> int:
+    """Number of pixel values per image (H·W·C)."""
+    h, w, c = self.image_shape
+    return h * w * c
+
+  def check_images(self, x: tf.Tensor) -> tf.Tensor:
+    """Returns x as float32, raising DataError when its trailing shape is not the model's."""
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank != 4 or (tuple(x.shape[1:]) != self.image_shape
+                             and x.shape[1:].is_fully_defined()):
+      raise errors.DataError(f"{type(self).__name__} expects images of shape "
+                             f"[batch, {', '.join(map(str, self.image_shape))}], got {x.shape}")
+    return tf.cast(x, tf.float32)
+
+  def build_for_images(self) -> None:
+    """Creates every weight by running the model once on a dummy batch."""
+    x = tf.zeros((2,) + self.image_shape)
+    self.loss({"image": x}, seed=tf.constant([0, 0]), training=False)
+
+  @abc.abstractmethod
+  def loss(self, batch: Dict[str, tf.Tensor], seed: tf.Tensor,
+           training: bool = False) -> Tuple[tf.Tensor, Metrics]:
+    """Per-example training loss and metrics.
+
+    Args:
+      batch: dict with `image` float32 [B, H, W, C] (and `label` int32 [B] where present).
+      seed: int32 [2] stateless seed.
+      training: whether layers such as batch norm use batch statistics.
+
+    Returns:
+      loss: float32 [B], what the optimizer minimizes (in nats per example).
+      metrics: {name: float32 [B]}, averaged by the loop for logging.
+    """
+
+  @abc.abstractmethod
+  def bounds(self, x: tf.Tensor, seed: tf.Tensor) -> Metrics:
+    """Per-example log-likelihood terms or bounds in nats, {name: float32 [B]}."""
+
+  @abc.abstractmethod
+  def log_prob(self, x: tf.Tensor, seed: tf.Tensor,
+               num_importance_samples: Optional[int] = None) -> tf.Tensor:
+    """Per-example log p(x) in nats, float32 [B] (exact, or an importance-sampled estimate)."""
+
+  @abc.abstractmethod
+  def sample(self, num: int, seed: tf.Tensor, mean: bool = False) -> tf.Tensor:
+    """Draws `num` images, float32 [num, H, W, C]."""
+
+
+class LatentVariableModel(GenerativeModel):
+  """A model p(x) = ∫ p(x | z) p(z) dz fitted with an amortized posterior q(z | x)."""
+
+  @abc.abstractmethod
+  def encode(self, x: tf.Tensor, training: bool = False) -> tfd.Distribution:
+    """q(z | x) for images x [B, H, W, C]; batch shape [B], event shape [latent size]."""
+
+  @abc.abstractmethod
+  def decode(self, z: tf.Tensor, training: bool = False) -> tfd.Distribution:
+    """p(x | z) for latents z [..., latent size]; event shape [H, W, C]."""
+
+  @abc.abstractmethod
+  def prior(self) -> tfd.Distribution:
+    """p(z) of the top latent layer; event shape [latent size]."""
+
+  @abc.abstractmethod
+  def posterior_means(self, x: tf.Tensor, seed: tf.Tensor) -> List[tf.Tensor]:
+    """E_q[z_l] for every stochastic layer l, each [B, size_l] (for active units)."""
+
+  def reconstruct(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Pixel means of p(x | z) at one draw z ~ q(z | x), [B, H, W, C]."""
+    z = self.encode(self.check_images(x)).sample(seed=seed)
+    return self.decode(z).mean()

@@ -1,0 +1,282 @@
+"""The one training loop that drives every tfgen model.
+
+The model owns its loss (`model.loss(batch, seed, training)` returns per-example values); this
+loop averages it over the global batch with `tf.nn.compute_average_loss`, so the update is the
+same on one device and on several replicas. Around the compiled train step it handles the
+strategy, learning-rate schedule, checkpoints (every N epochs and at exit; a run resumes from its
+newest good checkpoint by itself), `--init_from`, TensorBoard, image grids, a progress bar, the
+workdir lock and non-finite losses.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Dict, Optional
+
+from absl import logging
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from tfgen import config as config_lib
+from tfgen import data as data_lib
+from tfgen import errors
+from tfgen import models
+from tfgen import optimizers
+from tfgen import schedules
+from tfgen import seeding
+from tfgen import viz
+from tfgen import workdir as workdir_lib
+
+SAMPLES_PNG = "samples.png"
+RECONSTRUCTIONS_PNG = "reconstructions.png"
+NUM_GRID_IMAGES = 64
+
+
+def default_strategy() -> tf.distribute.Strategy:
+  """MirroredStrategy when several GPUs are visible, else the default (one-device) strategy."""
+  if len(tf.config.list_logical_devices("GPU")) > 1:
+    return tf.distribute.MirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What a finished (or resumed and already finished) run reached."""
+
+  epoch: int
+  step: int
+  train_metrics: Dict[str, float]
+  validation_metrics: Dict[str, float]
+  checkpoint: Optional[str]
+
+
+class Trainer:
+  """Holds a model, its optimizer and the compiled functions that train and evaluate it.
+
+  Args:
+    model: a tfgen GenerativeModel, built inside `strategy.scope()`.
+    optimizer: a Keras optimizer, built inside `strategy.scope()`.
+    strategy: the tf.distribute strategy the variables live under.
+    global_batch_size: examples per step summed over replicas.
+    seed: base of the per-step stateless seeds.
+  """
+
+  def __init__(self, model, optimizer, strategy, global_batch_size: int, seed: int):
+    self.model, self.optimizer, self.strategy = model, optimizer, strategy
+    self.global_batch_size = global_batch_size
+    self.base_seed = seeding.as_seed(seed)
+    self._train_steps = tf.function(self._train_steps_fn)
+    self._eval_step = tf.function(self._eval_step_fn)
+
+  def _replica_step(self, batch, step_seed):
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    seed = seeding.fold_in(step_seed, replica)
+    with tf.GradientTape() as tape:
+      per_example_loss, metrics = self.model.loss(batch, seed=seed, training=True)
+      loss = tf.nn.compute_average_loss(per_example_loss, global_batch_size=self.global_batch_size)
+      if self.model.losses:
+        loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+    variables = self.model.trainable_variables
+    gradients = tape.gradient(loss, variables)
+    self.optimizer.apply_gradients(zip(gradients, variables))
+    averages = {name: tf.nn.compute_average_loss(value, global_batch_size=self.global_batch_size)
+                for name, value in metrics.items()}
+    averages["loss"] = loss
+    return averages
+
+  def _train_steps_fn(self, iterator, num_steps):
+    """Runs num_steps train steps; returns their mean metrics and the first non-finite step."""
+    totals = None
+    first_bad_step = tf.constant(-1, tf.int64)
+    for _ in tf.range(num_steps):
+      step = tf.cast(self.optimizer.iterations, tf.int64)
+      step_seed = seeding.fold_in(self.base_seed, step)
+      per_replica = self.strategy.run(self._replica_step, args=(next(iterator), step_seed))
+      metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                 for k, v in per_replica.items()}
+      bad = tf.logical_not(tf.math.is_finite(metrics["loss"]))
+      first_bad_step = tf.where(bad & (first_bad_step < 0), step, first_bad_step)
+      totals = metrics if totals is None else {k: totals[k] + metrics[k] for k in totals}
+    return {k: v / tf.cast(num_steps, tf.float32) for k, v in totals.items()}, first_bad_step
+
+  def train_steps(self, iterator, num_steps: int):
+    """Runs num_steps steps; returns ({name: mean value}, first non-finite step or -1)."""
+    metrics, bad_step = self._train_steps(iterator, tf.constant(num_steps, tf.int64))
+    return {k: float(v) for k, v in metrics.items()}, int(bad_step)
+
+  def _eval_step_fn(self, images, seed):
+    return self.model.bounds(images, seed)
+
+  def evaluate_bounds(self, dataset: tf.data.Dataset, seed: int) -> Dict[str, float]:
+    """Means of the model's per-example bounds over a dataset."""
+    sums, count = {}, 0
+    for i, batch in enumerate(dataset):
+      values = self._eval_step(batch["image"], seeding.as_seed([seed, i]))
+      for k, v in values.items():
+        sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
+      count += int(tf.shape(batch["image"])[0])
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def write_image_grids(model, images, workdir: str, seed: int, step: int,
+                      writer: Optional[tf.summary.SummaryWriter] = None) -> None:
+  """Writes samples (pixel means) and, for latent-variable models, reconstructions as PNGs."""
+  samples = model.sample(NUM_GRID_IMAGES, seed=seeding.as_seed([seed, 1]), mean=True).numpy()
+  pictures = {SAMPLES_PNG: viz.image_grid(samples, 8)}
+  if isinstance(model, models.LatentVariableModel):
+    originals = images[:32]
+    reconstructions = model.reconstruct(originals, seed=seeding.as_seed([seed, 2])).numpy()
+    pictures[RECONSTRUCTIONS_PNG] = viz.reconstruction_pairs(originals, reconstructions)
+  for name, picture in pictures.items():
+    viz.write_png(os.path.join(workdir, name), picture)
+    if writer is not None:
+      with writer.as_default():
+        tf.summary.image(name[:-4], picture[None], step=step)
+
+
+def _first_images(dataset: tf.data.Dataset, num: int) -> np.ndarray:
+  return next(iter(dataset.unbatch().batch(num).take(1)))["image"].numpy()
+
+
+def check_names(config: ml_collections.ConfigDict) -> None:
+  """Fails on an unknown model, data set, optimizer or schedule before any slow work."""
+  models.MODELS.get(config.model.name)
+  data_lib.SOURCES.get(config.data.name)
+  optimizers.OPTIMIZERS.get(config.train.optimizer)
+  schedules.SCHEDULES.get(config.train.schedule)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[str] = None,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          show_progress: bool = True) -> TrainResult:
+  """Trains `config`'s model in `workdir`, resuming from its newest checkpoint if there is one.
+
+  Args:
+    config: a full tfgen config (see tfgen/config.py and configs/).
+    workdir: where checkpoints, TensorBoard events, PNGs and the config are written.
+    init_from: another run's workdir to take the initial model weights from (ignored when
+      workdir already holds a checkpoint, which takes precedence).
+    strategy: a tf.distribute strategy; default: `default_strategy()`.
+    show_progress: draw a progress bar on stdout.
+
+  Returns:
+    A TrainResult.
+
+  Raises:
+    ConfigError, DataError, WorkdirError: bad config, data or workdir; nothing saved is lost.
+    NonFiniteLossError: the loss became NaN or infinite; the last good checkpoint is kept.
+  """
+  config_lib.validate(config)
+  check_names(config)
+  with workdir_lib.locked(workdir):
+    config_lib.save(config, workdir)
+    return _train_locked(config, workdir, init_from, strategy or default_strategy(),
+                         show_progress)
+
+
+def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainResult:
+  train_cfg = config.train
+  data = data_lib.load(config.data, train_cfg.batch_size, config.eval.batch_size,
+                       seed=config.seed)
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    model = models.build(config.model, data.info)
+    model.build_for_images()
+    optimizer = optimizers.build(train_cfg)
+    optimizer.build(model.trainable_variables)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+  manager = workdir_lib.checkpoint_manager(checkpoint, workdir, train_cfg.max_checkpoints_to_keep)
+  restored = workdir_lib.restore_newest(checkpoint, workdir)
+  if restored:
+    logging.info("resumed from %s at epoch %d, step %d", restored, int(epoch_var),
+                 int(optimizer.iterations))
+  elif init_from:
+    logging.info("initial weights from %s", workdir_lib.restore_model(model, init_from))
+    # Saved at once so that a resumed run continues from these weights, not from init_from's.
+    restored = manager.save(checkpoint_number=0)
+
+  trainer = Trainer(model, optimizer, strategy, train_cfg.batch_size, config.seed)
+  writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
+  grid_images = _first_images(data.validation, 32)
+  train_iterable = strategy.experimental_distribute_dataset(data.train)
+  train_metrics, validation_metrics = {}, {}
+  saved_step = int(optimizer.iterations) if restored else -1
+  finished_cleanly = nonfinite = False
+  try:
+    for epoch in range(int(epoch_var), train_cfg.num_epochs):
+      learning_rate = schedules.learning_rate(epoch, train_cfg)
+      optimizer.learning_rate.assign(learning_rate)
+      train_metrics, seconds = _run_epoch(trainer, train_iterable, data.steps_per_epoch,
+                                          train_cfg.steps_per_execution, epoch, train_cfg,
+                                          show_progress)
+      epoch_var.assign(epoch + 1)
+      step = int(optimizer.iterations)
+      examples_per_second = data.steps_per_epoch * train_cfg.batch_size / seconds
+      last = epoch + 1 == train_cfg.num_epochs
+      if train_cfg.eval_every_epochs and ((epoch + 1) % train_cfg.eval_every_epochs == 0 or last):
+        validation_metrics = trainer.evaluate_bounds(data.validation, config.seed)
+      with writer.as_default():
+        for name, value in train_metrics.items():
+          tf.summary.scalar(f"train/{name}", value, step=step)
+        for name, value in validation_metrics.items():
+          tf.summary.scalar(f"validation/{name}", value, step=step)
+        tf.summary.scalar("train/learning_rate", learning_rate, step=step)
+        tf.summary.scalar("train/examples_per_second", examples_per_second, step=step)
+      logging.info("epoch %d/%d step %d: %s | validation %s | %.0f examples/s", epoch + 1,
+                   train_cfg.num_epochs, step, _fmt(train_metrics), _fmt(validation_metrics),
+                   examples_per_second)
+      if (epoch + 1) % train_cfg.checkpoint_every_epochs == 0 or last:
+        saved_step = _save(manager, step)
+        write_image_grids(model, grid_images, workdir, config.seed, step, writer)
+    finished_cleanly = True
+  except errors.NonFiniteLossError:
+    nonfinite = True
+    raise
+  finally:
+    # At exit (also Ctrl-C or an error) save progress made since the last checkpoint, except
+    # after a non-finite loss: then the last good checkpoint must stay the newest.
+    step = int(optimizer.iterations)
+    if not finished_cleanly and not nonfinite and step != saved_step:
+      saved_step = _save(manager, step)
+    writer.flush()
+  if not os.path.exists(os.path.join(workdir, SAMPLES_PNG)):
+    write_image_grids(model, grid_images, workdir, config.seed, int(optimizer.iterations), writer)
+  return TrainResult(int(epoch_var), int(optimizer.iterations), train_metrics,
+                     validation_metrics, manager.latest_checkpoint)
+
+
+def _run_epoch(trainer, train_iterable, steps_per_epoch, steps_per_execution, epoch, train_cfg,
+               show_progress):
+  progbar = keras.utils.Progbar(steps_per_epoch, verbose=1 if show_progress else 0,
+                                stateful_metrics=None, unit_name="step")
+  if show_progress:
+    print(f"Epoch {epoch + 1}/{train_cfg.num_epochs}", flush=True)
+  iterator = iter(train_iterable)
+  done, sums = 0, {}
+  start = time.perf_counter()
+  while done < steps_per_epoch:
+    num_steps = min(steps_per_execution, steps_per_epoch - done)
+    metrics, bad_step = trainer.train_steps(iterator, num_steps)
+    if bad_step >= 0:
+      raise errors.NonFiniteLossError(
+          f"the loss became NaN or infinite at step {bad_step} (epoch {epoch + 1}); training "
+          "stopped and the last good checkpoint is kept. Try a lower learning rate.")
+    done += num_steps
+    for k, v in metrics.items():
+      sums[k] = sums.get(k, 0.0) + v * num_steps
+    progbar.update(done, [(k, metrics[k]) for k in ("loss", "elbo") if k in metrics])
+  seconds = time.perf_counter() - start
+  return {k: v / steps_per_epoch for k, v in sums.items()}, seconds
+
+
+def _save(manager, step: int) -> int:
+  path = manager.save(checkpoint_number=step)
+  logging.info("saved %s", path)
+  return step
+
+
+def _fmt(metrics: Dict[str, float]) -> str:
+  return " ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items())) or "-"

@@ -1,0 +1,106 @@
+"""A training run's working directory: its lock, its checkpoints and restoring them."""
+
+import contextlib
+import fcntl
+import os
+from typing import Optional
+
+from absl import logging
+import tensorflow as tf
+
+from tfgen import errors
+
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def locked(workdir: str):
+  """Holds an exclusive lock on workdir for the duration of a run.
+
+  The operating system drops the lock when the process ends, however it ends, so a crashed run
+  never leaves a stale lock behind.
+
+  Raises:
+    WorkdirError: another process holds the lock.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, LOCK_FILE), "a+", encoding="utf-8") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+      f.seek(0)
+      holder = f.read().strip() or "another process"
+      raise errors.WorkdirError(f"workdir {workdir!r} is in use by {holder}; wait for that run "
+                                "to finish or use another --workdir") from e
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()}\n")
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def checkpoint_manager(checkpoint: tf.train.Checkpoint, workdir: str,
+                       max_to_keep: int = 3) -> tf.train.CheckpointManager:
+  return tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_DIR),
+                                    max_to_keep=max_to_keep)
+
+
+def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str,
+                   partial: bool = False) -> Optional[str]:
+  """Restores the newest checkpoint of workdir that loads, trying older ones after a bad one.
+
+  TensorFlow renames a checkpoint into place only once it is written and updates the list of
+  checkpoints afterwards, so a crash mid-write leaves the previous ones intact; a checkpoint
+  damaged some other way is skipped with a warning.
+
+  Args:
+    checkpoint: what to restore into.
+    workdir: a run's working directory.
+    partial: restore only the objects `checkpoint` holds (e.g. the model without its optimizer).
+
+  Returns:
+    The path restored, or None when workdir has no checkpoint.
+
+  Raises:
+    WorkdirError: checkpoints exist but none loads (e.g. the config changed the model's shape);
+      nothing is overwritten then.
+  """
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  state = tf.train.get_checkpoint_state(directory)
+  candidates = list(state.all_model_checkpoint_paths) if state else []
+  if state and state.model_checkpoint_path not in candidates:
+    candidates.append(state.model_checkpoint_path)
+  first_error = None
+  for path in reversed(candidates):
+    try:
+      status = checkpoint.read(path)
+      if partial:
+        status.expect_partial()
+      status.assert_existing_objects_matched()
+      return path
+    except Exception as e:  # A damaged file raises OpError, IndexError, ValueError, ...; pylint: disable=broad-except
+      logging.warning("checkpoint %s cannot be restored (%s); trying an older one", path,
+                      str(e).splitlines()[0])
+      first_error = first_error or e
+  if first_error is not None:
+    raise errors.WorkdirError(
+        f"{directory!r} holds checkpoints but none can be restored into this model: "
+        f"{str(first_error).splitlines()[0]}. Was the config changed? Use a new --workdir.")
+  return None
+
+
+def restore_model(model, workdir: str) -> str:
+  """Restores a model's weights (only) from workdir's newest checkpoint.
+
+  Raises:
+    WorkdirError: workdir has no checkpoint, or none that fits the model.
+  """
+  path = restore_newest(tf.train.Checkpoint(model=model), workdir, partial=True)
+  if path is None:
+    raise errors.WorkdirError(f"{workdir!r} has no checkpoint under {CHECKPOINT_DIR}/")
+  return path
