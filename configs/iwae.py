@@ -12,7 +12,8 @@ Variants, as `configs/iwae.py:OPTION=VALUE,...`:
   data=binarized_mnist|mnist|omniglot|fashion_mnist
                       mnist, omniglot and fashion_mnist are dynamically binarized
   schedule=budget|paper
-                      budget: 100 epochs, batch 100, Adam 1e-3 decayed exponentially to 1e-4
+                      budget: 100 epochs, batch 20, Adam (ε=1e-4) at 1e-3 decayed
+                      exponentially to 1e-4 by the last epoch
                       paper: the IWAE paper's 3280 epochs (3^i epochs at 1e-3·10^(-i/7),
                       i=0..7), batch 20, Adam ε=1e-4, and on mnist its 59,600/400 split
   tiny                a model and data small enough for tests on a CPU
@@ -66,7 +67,8 @@ def get_config(arg: str = ""):
     if opts["data"] == "mnist":
       config.data.num_validation = 400
   else:
-    train.batch_size = 100
+    # Batch 20 reaches a lower test NLL in 100 epochs than batch 100 (docs/results.md).
+    train.batch_size = 20
     train.num_epochs = 100
     train.schedule = "exponential"
     train.learning_rate = 1e-3

@@ -178,9 +178,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[s
 
 def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainResult:
   train_cfg = config.train
+  # Before the pipelines are built: their shuffle seeds combine with the global seed.
+  keras.utils.set_random_seed(config.seed)
   data = data_lib.load(config.data, train_cfg.batch_size, config.eval.batch_size,
                        seed=config.seed)
-  keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     model = models.build(config.model, data.info)
     model.build_for_images()
@@ -191,8 +192,8 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
   manager = workdir_lib.checkpoint_manager(checkpoint, workdir, train_cfg.max_checkpoints_to_keep)
   restored = workdir_lib.restore_newest(checkpoint, workdir)
   if restored:
-    logging.info("resumed from %s at epoch %d, step %d", restored, int(epoch_var),
-                 int(optimizer.iterations))
+    logging.info("resumed from %s at epoch %d, step %d", restored, _read_int(epoch_var),
+                 _read_int(optimizer.iterations))
   elif init_from:
     logging.info("initial weights from %s", workdir_lib.restore_model(model, init_from))
     # Saved at once so that a resumed run continues from these weights, not from init_from's.
@@ -203,17 +204,17 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
   grid_images = _first_images(data.validation, 32)
   train_iterable = strategy.experimental_distribute_dataset(data.train)
   train_metrics, validation_metrics = {}, {}
-  saved_step = int(optimizer.iterations) if restored else -1
+  saved_step = _read_int(optimizer.iterations) if restored else -1
   finished_cleanly = nonfinite = False
   try:
-    for epoch in range(int(epoch_var), train_cfg.num_epochs):
+    for epoch in range(_read_int(epoch_var), train_cfg.num_epochs):
       learning_rate = schedules.learning_rate(epoch, train_cfg)
       optimizer.learning_rate.assign(learning_rate)
       train_metrics, seconds = _run_epoch(trainer, train_iterable, data.steps_per_epoch,
                                           train_cfg.steps_per_execution, epoch, train_cfg,
                                           show_progress)
       epoch_var.assign(epoch + 1)
-      step = int(optimizer.iterations)
+      step = _read_int(optimizer.iterations)
       examples_per_second = data.steps_per_epoch * train_cfg.batch_size / seconds
       last = epoch + 1 == train_cfg.num_epochs
       if train_cfg.eval_every_epochs and ((epoch + 1) % train_cfg.eval_every_epochs == 0 or last):
@@ -238,13 +239,14 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
   finally:
     # At exit (also Ctrl-C or an error) save progress made since the last checkpoint, except
     # after a non-finite loss: then the last good checkpoint must stay the newest.
-    step = int(optimizer.iterations)
+    step = _read_int(optimizer.iterations)
     if not finished_cleanly and not nonfinite and step != saved_step:
       saved_step = _save(manager, step)
     writer.flush()
   if not os.path.exists(os.path.join(workdir, SAMPLES_PNG)):
-    write_image_grids(model, grid_images, workdir, config.seed, int(optimizer.iterations), writer)
-  return TrainResult(int(epoch_var), int(optimizer.iterations), train_metrics,
+    write_image_grids(model, grid_images, workdir, config.seed, _read_int(optimizer.iterations),
+                      writer)
+  return TrainResult(_read_int(epoch_var), _read_int(optimizer.iterations), train_metrics,
                      validation_metrics, manager.latest_checkpoint)
 
 
@@ -270,6 +272,13 @@ def _run_epoch(trainer, train_iterable, steps_per_epoch, steps_per_execution, ep
     progbar.update(done, [(k, metrics[k]) for k in ("loss", "elbo") if k in metrics])
   seconds = time.perf_counter() - start
   return {k: v / steps_per_epoch for k, v in sums.items()}, seconds
+
+
+def _read_int(variable) -> int:
+  """The value of an integer Keras or tf.Variable, mirrored or not, as a Python int."""
+  if isinstance(variable, keras.Variable):  # Keras 3 variables wrap a tf.Variable.
+    variable = variable.value
+  return int(tf.convert_to_tensor(variable).numpy())
 
 
 def _save(manager, step: int) -> int:

@@ -32,7 +32,7 @@ def main(argv):
 
 
 def run():
-  common.run(main, "tfgen-evaluate")
+  common.run(main, "tfgen-evaluate", __name__)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def main(argv):
 
 
 def run():
-  common.run(main, "tfgen-sample")
+  common.run(main, "tfgen-sample", __name__)
 
 
 if __name__ == "__main__":

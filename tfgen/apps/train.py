@@ -32,7 +32,7 @@ def main(argv):
 
 
 def run():
-  common.run(main, "tfgen-train")
+  common.run(main, "tfgen-train", __name__)
 
 
 if __name__ == "__main__":
