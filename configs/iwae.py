@@ -16,6 +16,7 @@ Variants, as `configs/iwae.py:OPTION=VALUE,...`:
                       exponentially to 1e-4 by the last epoch
                       paper: the IWAE paper's 3280 epochs (3^i epochs at 1e-3·10^(-i/7),
                       i=0..7), batch 20, Adam ε=1e-4, and on mnist its 59,600/400 split
+  batch_norm          batch normalization before each hidden activation
   tiny                a model and data small enough for tests on a CPU
 
   tfgen-train --config=configs/iwae.py:model=iwae,k=50,layers=2,data=mnist,schedule=paper \
@@ -31,7 +32,7 @@ from tfgen import config as config_lib
 from tfgen import schedules
 
 VARIANT_DEFAULTS = dict(model="vae", k=1, layers=1, data="binarized_mnist", schedule="budget",
-                        tiny=False)
+                        batch_norm=False, tiny=False)
 
 
 def get_config(arg: str = ""):
@@ -52,7 +53,7 @@ def get_config(arg: str = ""):
     model.latent_sizes = (100, 50)
     model.hidden_sizes = ((200, 200), (100, 100))
   model.activation = "tanh"
-  model.batch_norm = False
+  model.batch_norm = opts["batch_norm"]
   model.analytic_kl = True
 
   train = config.train

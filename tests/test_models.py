@@ -10,7 +10,8 @@ from tfgen import seeding
 from tests.conftest import load_config
 
 # Each registered model with a tiny config variant that builds it.
-TINY_VARIANTS = {"vae": [("iwae", "tiny"), ("iwae", "tiny,layers=2,model=iwae,k=3")]}
+TINY_VARIANTS = {"vae": [("iwae", "tiny"), ("iwae", "tiny,layers=2,model=iwae,k=3"),
+                         ("iwae", "tiny,batch_norm")]}
 CASES = [(name, cfg, variant) for name, variants in TINY_VARIANTS.items()
          for cfg, variant in variants]
 

@@ -129,3 +129,18 @@ def test_unknown_names(tiny_config, tmp_path, section, name, value):
   tiny_config[section][name] = value
   with pytest.raises(errors.ConfigError, match=f"unknown .*'{value}'"):
     train.train(tiny_config, str(tmp_path / "run"), show_progress=False)
+
+
+def test_sampling_needs_no_data_set(tiny_config, tmp_path, monkeypatch):
+  from tfgen import data  # pylint: disable=g-import-not-at-top
+  from tfgen import sampling
+  workdir = str(tmp_path / "run")
+  tiny_config.train.num_epochs = 1
+  train.train(tiny_config, workdir, show_progress=False)
+
+  def no_data(*args, **kwargs):
+    raise AssertionError("sampling must not load the data set")
+
+  monkeypatch.setattr(data, "load", no_data)
+  out = sampling.sample_grid(workdir, 9, str(tmp_path / "grid.png"), seed=3)
+  assert os.path.getsize(out) > 0

@@ -43,13 +43,19 @@ def load_trained(workdir: str, config=None, splits=("test",)):
     splits: which data splits to load.
 
   Returns:
-    (config, data, model, checkpoint_path, step).
+    (config, data, model, checkpoint_path, step); data is None when no split was asked for and
+    the run recorded its DataInfo.
   """
   config = config or config_lib.load_from_workdir(workdir)
   config_lib.validate(config)
-  data = data_lib.load(config.data, config.train.batch_size, config.eval.batch_size,
-                       seed=config.seed, splits=splits)
-  model = models.build(config.model, data.info)
+  info = workdir_lib.load_data_info(workdir)
+  if splits or info is None:
+    data = data_lib.load(config.data, config.train.batch_size, config.eval.batch_size,
+                         seed=config.seed, splits=splits)
+    info = data.info
+  else:
+    data = None  # Sampling needs only the image shape, not the data set.
+  model = models.build(config.model, info)
   model.build_for_images()
   path = workdir_lib.restore_model(model, workdir)
   suffix = path.rsplit("-", 1)[-1]

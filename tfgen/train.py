@@ -182,6 +182,7 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
   keras.utils.set_random_seed(config.seed)
   data = data_lib.load(config.data, train_cfg.batch_size, config.eval.batch_size,
                        seed=config.seed)
+  workdir_lib.save_data_info(data.info, workdir)
   with strategy.scope():
     model = models.build(config.model, data.info)
     model.build_for_images()

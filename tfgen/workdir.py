@@ -13,6 +13,7 @@ from tfgen import errors
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
+DATA_INFO_FILE = "data_info.json"
 
 
 @contextlib.contextmanager
@@ -104,3 +105,21 @@ def restore_model(model, workdir: str) -> str:
   if path is None:
     raise errors.WorkdirError(f"{workdir!r} has no checkpoint under {CHECKPOINT_DIR}/")
   return path
+
+
+def save_data_info(info, workdir: str) -> None:
+  """Records what the model was built for, so it can be rebuilt without the data set."""
+  path = os.path.join(workdir, DATA_INFO_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(info.to_json())
+  os.replace(path + ".tmp", path)
+
+
+def load_data_info(workdir: str):
+  """The DataInfo a run saved, or None for a run that saved none."""
+  from tfgen import data  # pylint: disable=g-import-not-at-top
+  try:
+    with open(os.path.join(workdir, DATA_INFO_FILE), encoding="utf-8") as f:
+      return data.DataInfo.from_json(f.read())
+  except FileNotFoundError:
+    return None

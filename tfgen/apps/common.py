@@ -28,3 +28,7 @@ def run(main, program: str, module_name: str) -> None:
     logging.flush()
     print(f"{program}: error: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
+  except KeyboardInterrupt:
+    # The training loop has saved a checkpoint on its way out; a rerun resumes from it.
+    print(f"\n{program}: interrupted", file=sys.stderr, flush=True)
+    sys.exit(130)

@@ -5,6 +5,7 @@
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from tfgen.apps import common
 
@@ -22,6 +23,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from tfgen import sampling  # Imported after flag parsing so --help is fast.
+  logging.set_verbosity(logging.WARNING)
   path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
                               num_columns=_COLUMNS.value, mean=_MEAN.value)
   print(f"wrote {_NUM.value} samples to {path}")

@@ -9,6 +9,7 @@ Binarization protocol (say which one every result used):
 """
 
 import dataclasses
+import json
 from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
@@ -40,6 +41,15 @@ class DataInfo:
   binarization: str
   num_examples: Dict[str, int]
   num_classes: Optional[int] = None
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "DataInfo":
+    fields = json.loads(text)
+    fields["image_shape"] = tuple(fields["image_shape"])
+    return cls(**fields)
 
   @property
   def binary(self) -> bool:

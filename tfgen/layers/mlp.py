@@ -3,6 +3,7 @@
 from typing import Sequence
 
 import keras
+import tensorflow as tf
 
 from tfgen.layers.tracking import track_list
 
@@ -33,6 +34,10 @@ class MLP(keras.layers.Layer):
     for i, dense in enumerate(self.hidden):
       x = dense(x)
       if self.norms:
-        x = self.norms[i](x, training=training)
+        # Batch norm fixes its input rank when built; flatten [k, B, h] to [k·B, h] so the
+        # same layer serves k samples (training) and plain batches (sampling) alike.
+        shape = tf.shape(x)
+        flat = self.norms[i](tf.reshape(x, [-1, x.shape[-1]]), training=training)
+        x = tf.reshape(flat, shape)
       x = self.activation(x)
     return self.out(x) if self.out is not None else x
