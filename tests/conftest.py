@@ -33,6 +33,13 @@ def load_config(name: str, variant: str = ""):
   return module.get_config(variant)
 
 
+@pytest.fixture(autouse=True)
+def fixed_seeds():
+  """Every test starts from the same global seeds, so random initializations repeat."""
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(1234)
+
+
 @pytest.fixture(scope="session")
 def tfds_data_dir(tmp_path_factory) -> str:
   """One TFDS data_dir per test session, so real data sets are prepared once."""

@@ -55,7 +55,9 @@ def test_analytic_kl_matches_monte_carlo_rate():
   sampled.set_weights(exact.get_weights())
   rate_exact = exact.bounds(x, seeding.as_seed(1))["rate"].numpy()
   rate_mc = sampled.bounds(x, seeding.as_seed(1))["rate"].numpy()
-  np.testing.assert_allclose(rate_exact, rate_mc, atol=0.1)
+  # Per example the Monte Carlo estimate has noise of about 0.05 nats; over 256 it averages out.
+  np.testing.assert_allclose(rate_exact, rate_mc, atol=0.3)
+  assert abs(rate_exact.mean() - rate_mc.mean()) < 0.02
 
 
 def test_chunked_estimate_is_exact_whatever_the_chunk_size():
