@@ -58,3 +58,16 @@ def tiny_config(binarized_mnist_dir, tfds_data_dir):
   config.data.manual_dir = str(binarized_mnist_dir)
   config.data.data_dir = tfds_data_dir
   return config
+
+
+@pytest.fixture
+def truncated_manual_dir(binarized_mnist_dir, tmp_path) -> pathlib.Path:
+  """A manual_dir whose binarized MNIST training file is cut short after 1 MB."""
+  manual = tmp_path / "truncated"
+  manual.mkdir()
+  for split in ("valid", "test"):
+    os.symlink(binarized_mnist_dir / f"binarized_mnist_{split}.amat",
+               manual / f"binarized_mnist_{split}.amat")
+  with open(binarized_mnist_dir / "binarized_mnist_train.amat", "rb") as f:
+    (manual / "binarized_mnist_train.amat").write_bytes(f.read(1_000_000))
+  return manual

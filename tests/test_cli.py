@@ -96,16 +96,10 @@ def test_evaluate_without_a_run_is_one_clear_error(tmp_path):
   assert "Traceback" not in result.stderr
 
 
-def test_truncated_data_file_is_one_clear_error(binarized_mnist_dir, tmp_path):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for split in ("valid", "test"):
-    os.symlink(binarized_mnist_dir / f"binarized_mnist_{split}.amat",
-               manual / f"binarized_mnist_{split}.amat")
-  with open(binarized_mnist_dir / "binarized_mnist_train.amat", "rb") as f:
-    (manual / "binarized_mnist_train.amat").write_bytes(f.read(2_000_000))
+def test_truncated_data_file_is_one_clear_error(truncated_manual_dir, tmp_path):
   result = _run([_script("tfgen-train"), f"--config={TINY}", f"--workdir={tmp_path}/w",
-                 f"--config.data.manual_dir={manual}", f"--config.data.data_dir={tmp_path}/tfds"])
+                 f"--config.data.manual_dir={truncated_manual_dir}",
+                 f"--config.data.data_dir={tmp_path}/tfds"])
   assert result.returncode != 0 and "corrupt or truncated" in result.stderr
   assert "Traceback" not in result.stderr
 

@@ -1,7 +1,6 @@
 """Data pipelines: real binarized MNIST through TFDS's manual_dir, dynamic binarization, errors."""
 
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -112,15 +111,9 @@ def test_missing_files_name_the_data_set_the_files_and_manual_dir(tmp_path):
   assert "manual_dir" in message
 
 
-def test_truncated_file_gives_a_data_error(binarized_mnist_dir, tmp_path):
-  manual = tmp_path / "manual"
-  manual.mkdir()
-  for split in ("valid", "test"):
-    os.symlink(binarized_mnist_dir / f"binarized_mnist_{split}.amat",
-               manual / f"binarized_mnist_{split}.amat")
-  with open(binarized_mnist_dir / "binarized_mnist_train.amat", "rb") as f:
-    (manual / "binarized_mnist_train.amat").write_bytes(f.read(1_000_000))
-  config = _data_config("binarized_mnist", manual_dir=str(manual), data_dir=str(tmp_path / "d"))
+def test_truncated_file_gives_a_data_error(truncated_manual_dir, tmp_path):
+  config = _data_config("binarized_mnist", manual_dir=str(truncated_manual_dir),
+                        data_dir=str(tmp_path / "d"))
   with pytest.raises(errors.DataError, match="corrupt or truncated"):
     data.load(config, 10)
 
@@ -143,3 +136,26 @@ def test_wrong_image_shape_is_reported(monkeypatch):
   monkeypatch.setitem(sources.SOURCES._entries, "wrong_shape", wrong_shape)
   with pytest.raises(errors.DataError, match=r"shape \(27, 28, 1\), expected \(28, 28, 1\)"):
     data.load(_data_config("wrong_shape"), 5)
+
+
+@pytest.mark.parametrize("name,shape,binarization,has_label", [
+    ("fashion_mnist", (28, 28, 1), "dynamic", True),
+    ("omniglot", (28, 28, 1), "dynamic", True),
+    ("celeb_a", (64, 64, 3), "none", False),
+])
+def test_other_tfds_sets_through_the_same_path(name, shape, binarization, has_label, tmp_path):
+  config = _data_config(name, data_dir=str(tmp_path), num_validation=10)
+  with tfds.testing.mock_data(num_examples=30):
+    loaded = data.load(config, batch_size=5)
+    batch = next(iter(loaded.train))
+  assert loaded.info.image_shape == shape and loaded.info.binarization == binarization
+  assert batch["image"].shape == (5,) + shape and batch["image"].dtype == tf.float32
+  assert 0.0 <= float(tf.reduce_min(batch["image"])) <= float(tf.reduce_max(batch["image"])) <= 1.0
+  assert ("label" in batch) == has_label
+
+
+def test_celeb_a_is_centre_cropped_then_resized():
+  image = np.zeros((218, 178, 3), np.uint8)
+  image[39:179, 19:159] = 255  # Exactly the 140x140 centre.
+  small = sources.celeb_a_to_64(tf.constant(image)).numpy()
+  assert small.shape == (64, 64, 3) and small.min() == 255

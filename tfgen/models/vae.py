@@ -29,7 +29,6 @@ References:
 import math
 from typing import List, Optional, Sequence
 
-import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
