@@ -79,10 +79,13 @@ def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str,
   first_error = None
   for path in reversed(candidates):
     try:
-      status = checkpoint.read(path)
-      if partial:
-        status.expect_partial()
+      # restore() (not read()) also takes back the manager's save counter.
+      status = checkpoint.read(path) if partial else checkpoint.restore(path)
       status.assert_existing_objects_matched()
+      if partial:
+        # What the checkpoint holds beyond the objects asked for (e.g. the optimizer) stays
+        # unread on purpose.
+        status.expect_partial()
       return path
     except Exception as e:  # A damaged file raises OpError, IndexError, ValueError, ...; pylint: disable=broad-except
       logging.warning("checkpoint %s cannot be restored (%s); trying an older one", path,
