@@ -33,6 +33,7 @@ setuptools.setup(
             "tfgen-train=tfgen.apps.train:run",
             "tfgen-evaluate=tfgen.apps.evaluate:run",
             "tfgen-sample=tfgen.apps.sample:run",
+            "tfgen-export=tfgen.apps.export:run",
         ],
     },
 )

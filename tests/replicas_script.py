@@ -78,7 +78,7 @@ def main(workdir):
                          ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
     assert strategy.num_replicas_in_sync == (2 if name == "two" else 1)
     result = train.train(config, f"{workdir}/{name}", strategy=strategy, show_progress=False)
-    _, _, model, _, _ = evaluate.load_trained(f"{workdir}/{name}", splits=())
+    model = evaluate.load_trained(f"{workdir}/{name}", splits=()).model
     weights[name] = [w.numpy().tolist() for w in model.weights]
     weights[name + "_step"] = result.step
   print(json.dumps(weights))

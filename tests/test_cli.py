@@ -63,10 +63,21 @@ def test_sample_writes_a_grid_and_bin_scripts_are_the_same_apps(trained_run, tmp
   assert result.returncode == 0, result.stderr[-3000:]
   with open(out, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  for name in ("train", "evaluate", "sample"):
+  for name in ("train", "evaluate", "sample", "export"):
     # absl prints the usage on stdout (and exits 1 after --help, by its convention).
     result = _run([sys.executable, f"bin/{name}.py", "--help"])
     assert f"tfgen-{name}:" in result.stdout and "--workdir" in result.stdout, result.stderr
+
+
+def test_export_writes_a_saved_model_and_refuses_a_full_folder(trained_run, tmp_path):
+  out = str(tmp_path / "exported")
+  result = _run([_script("tfgen-export"), f"--workdir={trained_run}", f"--out={out}"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "signatures decode, encode, log_prob, sample, serving_default" in result.stdout
+  assert os.path.exists(os.path.join(out, "saved_model.pb"))
+  again = _run([_script("tfgen-export"), f"--workdir={trained_run}", f"--out={out}"])
+  assert again.returncode != 0 and "not empty" in again.stderr
+  assert "Traceback" not in again.stderr
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -14,8 +14,8 @@ from tfgen.models import vae
 
 
 def _weights(workdir):
-  _, _, model, _, step = evaluate.load_trained(workdir, splits=())
-  return [w.numpy() for w in model.weights], step
+  trained = evaluate.load_trained(workdir, splits=())
+  return [w.numpy() for w in trained.model.weights], trained.step
 
 
 def test_short_run_writes_checkpoints_events_and_pngs(tiny_config, tmp_path):

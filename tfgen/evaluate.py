@@ -9,6 +9,7 @@ ones were binarized once with a fixed seed (see tfgen/data/pipeline.py).
 Active units (Burda et al. 2016, section 5.2): unit u is active when Cov_x(E_{q(u|x)}[u]) > 0.01.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from typing import Dict, Optional
 
 from absl import logging
 import keras
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -34,32 +36,39 @@ def results_path(workdir: str, split: str, num_importance_samples: int) -> str:
   return os.path.join(workdir, f"evaluation_{split}_k{num_importance_samples}.json")
 
 
-def load_trained(workdir: str, config=None, splits=("test",)):
+@dataclasses.dataclass
+class Trained:
+  """A run's model rebuilt from its workdir, with what it was built from."""
+
+  config: ml_collections.ConfigDict
+  info: data_lib.DataInfo
+  model: models.GenerativeModel
+  checkpoint: str
+  step: int
+  data: Optional[data_lib.Data] = None  # Only when splits were asked for.
+
+
+def load_trained(workdir: str, config=None, splits=("test",)) -> Trained:
   """Rebuilds a run's model from its config and restores its newest checkpoint.
 
   Args:
     workdir: a training run's working directory.
     config: the run's config, possibly with changed eval settings (default: the saved one).
-    splits: which data splits to load.
-
-  Returns:
-    (config, data, model, checkpoint_path, step); data is None when no split was asked for and
-    the run recorded its DataInfo.
+    splits: which data splits to load; with none, the data set is not touched when the run
+      recorded its DataInfo.
   """
   config = config or config_lib.load_from_workdir(workdir)
   config_lib.validate(config)
-  info = workdir_lib.load_data_info(workdir)
+  info, data = workdir_lib.load_data_info(workdir), None
   if splits or info is None:
     data = data_lib.load(config.data, config.train.batch_size, config.eval.batch_size,
                          seed=config.seed, splits=splits)
     info = data.info
-  else:
-    data = None  # Sampling needs only the image shape, not the data set.
   model = models.build(config.model, info)
   model.build_for_images()
   path = workdir_lib.restore_model(model, workdir)
   suffix = path.rsplit("-", 1)[-1]
-  return config, data, model, path, int(suffix) if suffix.isdigit() else -1
+  return Trained(config, info, model, path, int(suffix) if suffix.isdigit() else -1, data)
 
 
 def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
@@ -84,7 +93,8 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   ev.split = split or ev.split
   ev.batch_size = batch_size or ev.batch_size
   ev.chunk_size = chunk_size or ev.chunk_size
-  config, data, model, checkpoint, step = load_trained(workdir, config, splits=(ev.split,))
+  trained = load_trained(workdir, config, splits=(ev.split,))
+  data, model = trained.data, trained.model
   k, chunk = ev.num_importance_samples, ev.chunk_size
   dataset = data.split(ev.split)
   is_latent = isinstance(model, models.LatentVariableModel)
@@ -116,8 +126,8 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   nll = -sums.pop("log_prob") / count
   results = {
       "workdir": os.path.abspath(workdir),
-      "checkpoint": checkpoint,
-      "step": step,
+      "checkpoint": trained.checkpoint,
+      "step": trained.step,
       "model": config.model.name,
       "data": data.info.name,
       "binarization": data.info.binarization,

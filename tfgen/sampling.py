@@ -1,5 +1,11 @@
 """Sampling from a trained run."""
 
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfgen import errors
 from tfgen import evaluate
 from tfgen import seeding
 from tfgen import viz
@@ -20,6 +26,36 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
   Returns:
     The path written.
   """
-  _, _, model, _, _ = evaluate.load_trained(workdir, splits=())
+  model = evaluate.load_trained(workdir, splits=()).model
   images = model.sample(num, seed=seeding.as_seed(seed), mean=mean).numpy()
+  return viz.write_png(out, viz.image_grid(images, num_columns))
+
+
+def saved_model_grid(saved_model: str, num: int, out: str, seed: int = 0, num_columns: int = 0,
+                     mean: bool = True) -> str:
+  """Calls the `sample` signature of a SavedModel from tfgen-export and writes a PNG grid.
+
+  Args:
+    saved_model: the SavedModel folder.
+    num, out, seed, num_columns, mean: as for sample_grid.
+
+  Returns:
+    The path written.
+
+  Raises:
+    WorkdirError: the folder holds no SavedModel with a `sample` signature.
+  """
+  if not tf.saved_model.contains_saved_model(saved_model):
+    raise errors.WorkdirError(f"{saved_model!r} holds no SavedModel; write one with tfgen-export")
+  loaded = tf.saved_model.load(saved_model)
+  if "sample" not in loaded.signatures:
+    raise errors.WorkdirError(f"the SavedModel in {saved_model!r} has no `sample` signature")
+  outputs = loaded.signatures["sample"](num_samples=tf.constant(num, tf.int32),
+                                        seed=tf.constant([seed, 0], tf.int32))
+  if mean:
+    images = outputs["probabilities"].numpy()
+  else:
+    images = outputs["images"].numpy().astype(np.float32)
+    images /= max(float(images.max()), 1.0) if images.max() <= 1 else 255.0
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   return viz.write_png(out, viz.image_grid(images, num_columns))

@@ -1,6 +1,7 @@
-"""tfgen-sample: draws images from a trained run and writes them as a PNG grid.
+"""tfgen-sample: draws images from a trained run or an exported SavedModel as a PNG grid.
 
   tfgen-sample --workdir=/tmp/run --num=64 --out=samples.png
+  tfgen-sample --saved_model=/tmp/run_savedmodel --num=64 --out=grid.png
 """
 
 from absl import app
@@ -10,13 +11,14 @@ from absl import logging
 from tfgen.apps import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Working directory of a training run.")
+_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "A SavedModel written by tfgen-export.")
 _NUM = flags.DEFINE_integer("num", 64, "Number of images.", lower_bound=1)
 _OUT = flags.DEFINE_string("out", "samples.png", "PNG file to write.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same images.")
 _COLUMNS = flags.DEFINE_integer("columns", 0, "Grid columns (0: square grid).", lower_bound=0)
 _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "
                           "rather than a binary draw.")
-flags.mark_flag_as_required("workdir")
+flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model"], required=True)
 
 
 def main(argv):
@@ -24,8 +26,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from tfgen import sampling  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
-  path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
-                              num_columns=_COLUMNS.value, mean=_MEAN.value)
+  if _SAVED_MODEL.value:
+    path = sampling.saved_model_grid(_SAVED_MODEL.value, _NUM.value, _OUT.value, seed=_SEED.value,
+                                     num_columns=_COLUMNS.value, mean=_MEAN.value)
+  else:
+    path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
+                                num_columns=_COLUMNS.value, mean=_MEAN.value)
   print(f"wrote {_NUM.value} samples to {path}")
 
 

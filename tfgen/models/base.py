@@ -65,6 +65,7 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
     """Creates every weight by running the model once on a dummy batch."""
     x = tf.zeros((2,) + self.image_shape)
     self.loss({"image": x}, seed=tf.constant([0, 0]), training=False)
+    self.built = True  # Keras only sets it through __call__, which the contract never uses.
 
   @abc.abstractmethod
   def loss(self, batch: Dict[str, tf.Tensor], seed: tf.Tensor,

@@ -49,36 +49,35 @@ def _diagonal_normal(params: tf.Tensor, min_scale: float) -> tfd.Distribution:
   return tfd.Independent(tfd.Normal(loc, tf.nn.softplus(raw_scale) + min_scale), 1)
 
 
-def chunked_logmeanexp(log_weights_fn, num_samples: int, chunk_size: int,
+def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size: int,
                        seed: tf.Tensor) -> tf.Tensor:
   """log (1/K) Σ exp(log wᵢ) over K = num_samples draws, made chunk_size at a time.
 
-  Memory stays that of one chunk whatever K is; the running log-sum-exp keeps it exact.
+  Memory stays that of one chunk whatever K is; the running log-sum-exp keeps it exact. Chunk i
+  draws min(chunk_size, K − i·chunk_size) samples with seed fold_in(seed, i).
 
   Args:
-    log_weights_fn: (num, seed) -> log weights [num, B].
-    num_samples: K.
-    chunk_size: draws per call of log_weights_fn.
-    seed: int32 [2]; chunk i draws with fold_in(seed, i).
+    log_weights_fn: (num, seed) -> log weights [num, B]; num may be a scalar tensor.
+    num_samples: K, a Python int or an int32 scalar tensor (e.g. a SavedModel input).
+    chunk_size: largest number of draws per call of log_weights_fn.
+    seed: int32 [2].
 
   Returns:
     float32 [B].
   """
-  chunk_size = min(chunk_size, num_samples)
-  num_full, remainder = divmod(num_samples, chunk_size)
+  num_samples = tf.convert_to_tensor(num_samples, tf.int32)
+  chunk_size = tf.minimum(tf.constant(chunk_size, tf.int32), num_samples)
+  num_chunks = (num_samples + chunk_size - 1) // chunk_size
 
-  def chunk(size, i):
-    return tf.reduce_logsumexp(
-        log_weights_fn(size, seeding.fold_in(seed, i)), axis=0)
+  def chunk(i):
+    size = tf.minimum(chunk_size, num_samples - i * chunk_size)
+    return tf.reduce_logsumexp(log_weights_fn(size, seeding.fold_in(seed, i)), axis=0)
 
-  total = chunk(chunk_size, 0)
-  if num_full > 1:
-    def body(i, acc):
-      return i + 1, tf.math.reduce_logsumexp(tf.stack([acc, chunk(chunk_size, i)]), axis=0)
-    _, total = tf.while_loop(lambda i, _: i < num_full, body, (tf.constant(1), total))
-  if remainder:
-    total = tf.math.reduce_logsumexp(tf.stack([total, chunk(remainder, num_full)]), axis=0)
-  return total - math.log(num_samples)
+  def body(i, total):
+    return i + 1, tf.reduce_logsumexp(tf.stack([total, chunk(i)]), axis=0)
+
+  _, total = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(1), chunk(0)))
+  return total - tf.math.log(tf.cast(num_samples, tf.float32))
 
 
 @registry.MODELS.register("vae")
@@ -220,7 +219,8 @@ class VAE(base.LatentVariableModel):
                chunk_size: int = 500):
     """IWAE_K estimate of log p(x) [B], drawn chunk_size samples at a time."""
     x = self.check_images(x)
-    k = num_importance_samples or self.num_importance_samples
+    # Not `or`: under tf.function a tensor k would turn it into a conditional on an integer.
+    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
     return chunked_logmeanexp(lambda n, s: self.log_weights(x, n, s), k, chunk_size, seed)
 
   # --- Sampling and codes ----------------------------------------------------------------------

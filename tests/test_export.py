@@ -1,0 +1,116 @@
+"""Export: every registered model writes a SavedModel that serves without tfgen."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgen import errors
+from tfgen import evaluate
+from tfgen import export
+from tfgen import models
+from tfgen import seeding
+from tfgen import train
+from tests.conftest import REPO
+from tests.conftest import load_config
+from tests.test_models import CASES
+
+K = 50
+
+
+def _run(args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+
+
+def _bin(name):
+  return os.path.join(os.path.dirname(sys.executable), name)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{c[0]}:{c[2]}" for c in CASES])
+def exported(request, tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
+  """(workdir, saved_model dir) of a tiny model trained one epoch and exported."""
+  _, config_name, variant = request.param
+  config = load_config(config_name, variant)
+  config.data.manual_dir = str(binarized_mnist_dir)
+  config.data.data_dir = tfds_data_dir
+  config.train.num_epochs = 1
+  root = tmp_path_factory.mktemp("export")
+  workdir, out = str(root / "run"), str(root / "saved_model")
+  train.train(config, workdir, show_progress=False)
+  description = export.export(workdir, out)
+  assert description["model"] == config.model.name and description["step"] == 8
+  return workdir, out
+
+
+def test_reloads_without_tfgen_and_serves_every_signature(exported, tmp_path):
+  workdir, out = exported
+  trained = evaluate.load_trained(workdir, splits=("test",))
+  images = next(iter(trained.data.test))["image"][:6]
+  np.savez(tmp_path / "inputs.npz", images=images.numpy().astype(np.uint8),
+           num_importance_samples=K)
+  result = _run([sys.executable, str(REPO / "tests" / "reload_script.py"), out,
+                 str(tmp_path / "inputs.npz"), str(tmp_path / "out.json")])
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / "out.json", encoding="utf-8") as f:
+    served = json.load(f)
+
+  assert not served["tfgen_imported"]
+  assert served["sample_dtype"] == "uint8" and served["sample_shape"] == [5, 28, 28, 1]
+  assert served["sample_repeats"] and served["sample_differs_by_seed"]
+  assert served["default_is_sample"]
+  model = trained.model
+  if isinstance(model, models.LatentVariableModel):
+    # The SavedModel draws its importance samples with seed (0, 0), 500 at a time: the same
+    # draws as here, so the bound agrees to float precision, well inside its Monte Carlo error.
+    expected = model.log_prob(images, seed=seeding.as_seed(export.FIXED_SEED),
+                              num_importance_samples=K, chunk_size=export.CHUNK_SIZE)
+    assert set(served["signatures"]) == {"sample", "serving_default", "log_prob", "encode",
+                                         "decode"}
+    assert served["encode_shapes"]["loc"][0] == 6
+    assert served["decode_shape"] == [6, 28, 28, 1] and served["decode_dtype"] == "uint8"
+  else:
+    expected = model.log_prob(images, seed=seeding.as_seed(export.FIXED_SEED))
+  np.testing.assert_allclose(served["log_prob"], expected.numpy(), atol=1e-4, rtol=1e-5)
+  np.testing.assert_allclose(served["bits_per_dim"],
+                             -expected.numpy() / (784 * np.log(2)), rtol=1e-5)
+  for name, message in served["errors"].items():
+    assert message, f"{name}: a bad input was accepted"
+    signature = name.split("_")[0] if not name.startswith("log_prob") else "log_prob"
+    assert signature in message, (name, message)
+  assert "must be uint8 [batch, 28, 28, 1]" in served["errors"]["log_prob_shape"]
+  assert "values 0..1" in served["errors"]["log_prob_range"]
+  assert "uint8" in served["errors"]["log_prob_dtype"]
+
+
+def test_saved_model_cli_shows_and_runs_sample(exported):
+  _, out = exported
+  show = _run([_bin("saved_model_cli"), "show", "--dir", out, "--all"])
+  assert show.returncode == 0, show.stderr[-2000:]
+  for name in ("sample", "log_prob", "serving_default"):
+    assert f"signature_def['{name}']" in show.stdout
+  run = _run([_bin("saved_model_cli"), "run", "--dir", out, "--tag_set", "serve",
+              "--signature_def", "sample", "--input_exprs", "num_samples=3;seed=[4,2]"])
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert "Result for output key images" in run.stdout
+
+
+def test_sample_from_saved_model_and_export_description(exported, tmp_path):
+  workdir, out = exported
+  with open(os.path.join(out, export.EXPORT_INFO_FILE), encoding="utf-8") as f:
+    description = json.load(f)
+  assert description["image_shape"] == [28, 28, 1] and description["data"] == "binarized_mnist"
+  assert description["test_nll"] is None  # Not evaluated yet.
+  grid = str(tmp_path / "grid.png")
+  result = _run([_bin("tfgen-sample"), f"--saved_model={out}", "--num=9", f"--out={grid}"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert tf.io.decode_png(tf.io.read_file(grid)).shape[-1] == 1
+  with pytest.raises(errors.WorkdirError, match="not empty"):
+    export.export(workdir, out)
+  results = evaluate.evaluate(workdir, num_importance_samples=5, show_progress=False)
+  again = export.export(workdir, str(tmp_path / "evaluated"))
+  assert again["test_nll"]["nats"] == results["nll_nats"]

@@ -1,0 +1,207 @@
+"""SavedModel export: signatures that sample, score, encode and decode with plain tensors.
+
+A SavedModel written here loads with `tf.saved_model.load` alone (tfgen need not be installed)
+and serves as it is from TensorFlow Serving, whose default signature is `sample`. Signatures:
+
+  sample(num_samples: int32 [], seed: int32 [2])
+      -> images: uint8 [N, H, W, C] drawn from the model (0/1 for binary data, 0..255 otherwise),
+         probabilities: float32 [N, H, W, C], the pixel means of the last conditional.
+  log_prob(images: uint8 [B, H, W, C]) for fully observed models, or
+  log_prob(images, num_importance_samples: int32 []) for latent-variable models
+      -> log_prob: float32 [B] in nats (exact, or the IWAE bound with that many samples),
+         bits_per_dim: float32 [B].
+  encode(images)  -> loc, scale: float32 [B, latent], latents: float32 [B, latent] (one draw)
+  decode(latents: float32 [B, latent]) -> images: uint8 (the most likely pixels), probabilities
+      (latent-variable models only; for a VAE with two stochastic layers these are q(z₁ | x) and
+      p(x | z₁)).
+
+Randomness is stateless: `sample` draws from its `seed` input, so one seed always gives the same
+images; `log_prob` and `encode` draw with a fixed seed, so they are deterministic too. Every input
+is checked, and a bad one fails with a message naming the signature and the expected spec.
+"""
+
+import json
+import math
+import os
+import shutil
+from typing import Dict, Optional
+
+import keras
+import tensorflow as tf
+
+from tfgen import errors
+from tfgen import evaluate
+from tfgen import models
+from tfgen import seeding
+
+EXPORT_INFO_FILE = "tfgen_export.json"
+# Draws per chunk of the IWAE bound inside the SavedModel: bounds its memory for any k.
+CHUNK_SIZE = 500
+# A ceiling on one request's size, so a typo cannot ask the server for a billion images.
+MAX_SAMPLES_PER_CALL = 10000
+FIXED_SEED = (0, 0)
+
+
+def _assert_shape(tensor: tf.Tensor, expected, message: str) -> tf.Operation:
+  """Fails with `message` and the actual shape unless tensor's shape is `expected` (−1: any)."""
+  shape = tf.shape(tensor)
+  rank = len(expected)
+  padded = tf.concat([shape, tf.zeros([rank], tf.int32)], 0)[:rank]
+  fits = [tf.constant(True)] + [tf.equal(padded[i], d) for i, d in enumerate(expected) if d >= 0]
+  ok = tf.logical_and(tf.equal(tf.size(shape), rank), tf.reduce_all(tf.stack(fits)))
+  return tf.debugging.Assert(ok, [message, shape])
+
+
+class _Exported:
+  """The signature functions built around a model."""
+
+  def __init__(self, model, info, latent_size: Optional[int] = None):
+    self.model = model
+    self._latent_size = latent_size
+    self._image_shape = tuple(info.image_shape)
+    self._max_value = 1 if info.binary else 255
+    self._num_pixels = int(math.prod(info.image_shape))
+
+  def _images_in(self, signature: str, images: tf.Tensor) -> tf.Tensor:
+    """Checks uint8 images [B, H, W, C] in range and returns them as float32 model inputs."""
+    h, w, c = self._image_shape
+    spec = f"uint8 [batch, {h}, {w}, {c}] with values 0..{self._max_value}"
+    checks = [
+        _assert_shape(images, (-1,) + self._image_shape,
+                      f"{signature}: `images` must be {spec}; got shape"),
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(tf.cast(images, tf.int32)), self._max_value,
+            message=f"{signature}: `images` must be {spec}; got a larger value"),
+    ]
+    with tf.control_dependencies(checks):
+      images = tf.ensure_shape(tf.identity(images), [None, h, w, c])
+      scale = 1.0 if self._max_value == 1 else 255.0
+      return tf.cast(images, tf.float32) / scale
+
+  def _images_out(self, values: tf.Tensor) -> tf.Tensor:
+    scale = 1.0 if self._max_value == 1 else 255.0
+    return tf.cast(tf.round(tf.clip_by_value(values, 0.0, 1.0) * scale), tf.uint8)
+
+  def _positive(self, signature: str, name: str, value: tf.Tensor, upper: Optional[int] = None):
+    message = f"{signature}: `{name}` must be an int32 scalar >= 1"
+    checks = [tf.debugging.assert_rank(value, 0, message=message),
+              tf.debugging.assert_positive(value, message=message)]
+    if upper is not None:
+      checks.append(tf.debugging.assert_less_equal(
+          value, upper, message=f"{signature}: `{name}` must be at most {upper}"))
+    with tf.control_dependencies(checks):
+      return tf.identity(value)
+
+  def sample(self, num_samples, seed):
+    num_samples = self._positive("sample", "num_samples", num_samples, MAX_SAMPLES_PER_CALL)
+    with tf.control_dependencies([tf.debugging.assert_equal(
+        tf.size(seed), 2, message="sample: `seed` must be int32 [2]")]):
+      seed = tf.ensure_shape(tf.identity(seed), [2])
+    draws = self.model.sample(num_samples, seed=seed)
+    means = self.model.sample(num_samples, seed=seed, mean=True)
+    return {"images": self._images_out(draws), "probabilities": means}
+
+  def _scores(self, log_prob):
+    return {"log_prob": log_prob,
+            "bits_per_dim": -log_prob / (self._num_pixels * math.log(2.0))}
+
+  def log_prob_exact(self, images):
+    x = self._images_in("log_prob", images)
+    return self._scores(self.model.log_prob(x, seed=seeding.as_seed(FIXED_SEED)))
+
+  def log_prob_bound(self, images, num_importance_samples):
+    x = self._images_in("log_prob", images)
+    k = self._positive("log_prob", "num_importance_samples", num_importance_samples)
+    return self._scores(self.model.log_prob(x, seed=seeding.as_seed(FIXED_SEED),
+                                            num_importance_samples=k, chunk_size=CHUNK_SIZE))
+
+  def encode(self, images):
+    q = self.model.encode(self._images_in("encode", images))
+    latents = q.sample(seed=seeding.as_seed(FIXED_SEED))
+    return {"loc": q.mean(), "scale": q.stddev(), "latents": latents}
+
+  def decode(self, latents):
+    size = self._latent_size
+    with tf.control_dependencies([_assert_shape(
+        latents, (-1, size), f"decode: `latents` must be float32 [batch, {size}]; got shape")]):
+      p = self.model.decode(tf.ensure_shape(tf.identity(latents), [None, size]))
+    return {"images": self._images_out(tf.cast(p.mode(), tf.float32)), "probabilities": p.mean()}
+
+
+def build_archive(model, info) -> keras.export.ExportArchive:
+  """A Keras ExportArchive of `model` (a tfgen model) with the signatures this module lists."""
+  latent_size = None
+  if isinstance(model, models.LatentVariableModel):
+    latent_size = int(model.encode(tf.zeros((1,) + tuple(info.image_shape))).event_shape[-1])
+  module = _Exported(model, info, latent_size)
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  # Any rank and size here, so that a wrong shape reaches the check with a clear message.
+  images = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
+  scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)
+  sample_spec = [scalar("num_samples"), tf.TensorSpec([None], tf.int32, name="seed")]
+  archive.add_endpoint("sample", module.sample, input_signature=sample_spec)
+  # TensorFlow Serving calls this one when a request names no signature.
+  archive.add_endpoint("serving_default", module.sample, input_signature=sample_spec)
+  if isinstance(model, models.LatentVariableModel):
+    archive.add_endpoint("log_prob", module.log_prob_bound,
+                         input_signature=[images, scalar("num_importance_samples")])
+    archive.add_endpoint("encode", module.encode, input_signature=[images])
+    archive.add_endpoint("decode", module.decode, input_signature=[
+        tf.TensorSpec([None, latent_size], tf.float32, name="latents")])
+  else:
+    archive.add_endpoint("log_prob", module.log_prob_exact, input_signature=[images])
+  return archive
+
+
+def export(workdir: str, out: str) -> Dict:
+  """Writes workdir's newest model as a SavedModel in `out`, with a JSON describing it.
+
+  Returns:
+    The description written to `out/tfgen_export.json`.
+
+  Raises:
+    WorkdirError: workdir has no run or checkpoint; out exists and is not empty.
+  """
+  if os.path.exists(out) and os.listdir(out):
+    raise errors.WorkdirError(f"--out {out!r} exists and is not empty; choose a new folder")
+  trained = evaluate.load_trained(workdir, splits=())
+  config, info = trained.config, trained.info
+  archive = build_archive(trained.model, info)
+  tmp = out.rstrip("/") + ".partial"
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)  # Left by an export that was interrupted.
+  archive.write_out(tmp, verbose=False)
+  signatures = sorted(tf.saved_model.load(tmp).signatures)
+  description = {
+      "model": config.model.name,
+      "data": info.name,
+      "binarization": info.binarization,
+      "image_shape": list(info.image_shape),
+      "pixel_values": "0..1" if info.binary else "0..255",
+      "step": trained.step,
+      "checkpoint": trained.checkpoint,
+      "test_nll": _test_nll(workdir),
+      "signatures": signatures,
+      "config": json.loads(config.to_json_best_effort()),
+  }
+  with open(os.path.join(tmp, EXPORT_INFO_FILE), "w", encoding="utf-8") as f:
+    json.dump(description, f, indent=2)
+  if os.path.exists(out):
+    os.rmdir(out)
+  os.replace(tmp, out)
+  return description
+
+
+def _test_nll(workdir: str) -> Optional[Dict]:
+  """The test NLL of the run's evaluation with the most importance samples, if evaluated."""
+  best = None
+  for name in os.listdir(workdir):
+    if name.startswith("evaluation_test_k") and name.endswith(".json"):
+      with open(os.path.join(workdir, name), encoding="utf-8") as f:
+        results = json.load(f)
+      k = results.get("num_importance_samples") or 0
+      if best is None or k > best["num_importance_samples"]:
+        best = {"nats": results["nll_nats"], "num_importance_samples": k,
+                "step": results.get("step")}
+  return best
