@@ -1,7 +1,11 @@
 """tfgen models. Importing this package registers every model in `MODELS`."""
 
-from tfgen.models import vae  # Registers "vae". pylint: disable=unused-import
+# Importing each model module registers it. pylint: disable=unused-import
+from tfgen.models import made
+from tfgen.models import nade
+from tfgen.models import vae
+from tfgen.models.autoregressive import AutoregressiveModel
 from tfgen.models.base import GenerativeModel, LatentVariableModel
 from tfgen.models.registry import MODELS, build
 
-__all__ = ["GenerativeModel", "LatentVariableModel", "MODELS", "build"]
+__all__ = ["AutoregressiveModel", "GenerativeModel", "LatentVariableModel", "MODELS", "build"]
