@@ -100,10 +100,11 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   is_latent = isinstance(model, models.LatentVariableModel)
 
   @tf.function
-  def batch_terms(images, seed):
-    terms = dict(model.bounds(images, seed))
+  def batch_terms(images, labels, seed):
+    extra = {"labels": labels} if model.class_conditional else {}
+    terms = dict(model.bounds(images, seed, **extra))
     terms["log_prob"] = model.log_prob(images, seeding.fold_in(seed, 1),
-                                       num_importance_samples=k, chunk_size=chunk)
+                                       num_importance_samples=k, chunk_size=chunk, **extra)
     means = model.posterior_means(images, seeding.fold_in(seed, 2)) if is_latent else []
     return terms, means
 
@@ -112,7 +113,8 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   progbar = keras.utils.Progbar(num_batches, verbose=1 if show_progress else 0, unit_name="batch")
   sums, count, code_means = {}, 0, None
   for i, batch in enumerate(dataset):
-    terms, means = batch_terms(batch["image"], seeding.as_seed([config.seed + 1, i]))
+    labels = batch.get("label", tf.zeros([tf.shape(batch["image"])[0]], tf.int32))
+    terms, means = batch_terms(batch["image"], labels, seeding.as_seed([config.seed + 1, i]))
     for name, value in terms.items():
       sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(tf.cast(value, tf.float64)))
     count += int(batch["image"].shape[0])

@@ -56,20 +56,33 @@ class AutoregressiveModel(base.GenerativeModel):
     """Pixel values as the distribution sees them: {0, 1}, or intensities 0..255."""
     return x if self.num_levels == 2 else tf.round(x * 255.0)
 
-  def log_prob(self, x, seed=None, num_importance_samples=None, chunk_size=None):
-    """Exact log p(x) in nats, [B]; seed and sample counts are ignored (nothing is drawn)."""
+  def _logits_given(self, x, labels, training=False):
+    """Logits, passing labels on only to class-conditional models."""
+    if labels is None:
+      return self.logits(x, training=training)
+    return self.logits(x, training=training, labels=labels)
+
+  def log_prob(self, x, seed=None, num_importance_samples=None, chunk_size=None, labels=None):
+    """Exact log p(x) (log p(x | y) given labels) in nats, [B]; nothing is drawn."""
     del seed, num_importance_samples, chunk_size
     x = self.check_images(x)
-    return self.distribution(self.logits(x)).log_prob(self.targets(x))
+    return self.distribution(self._logits_given(x, labels)).log_prob(self.targets(x))
 
   def loss(self, batch, seed, training=False):
     x = self.check_images(batch["image"])
-    log_prob = self.distribution(self.logits(x, training=training)).log_prob(self.targets(x))
+    labels = batch.get("label") if self.class_conditional else None
+    log_prob = self.distribution(self._logits_given(x, labels, training)).log_prob(
+        self.targets(x))
     return -log_prob, {"log_prob": log_prob,
                        "bits_per_dim": -log_prob / (self.event_size * math.log(2.0))}
 
-  def bounds(self, x, seed):
-    return {"log_prob": self.log_prob(x)}
+  def bounds(self, x, seed, labels=None):
+    return {"log_prob": self.log_prob(x, labels=labels)}
+
+  @property
+  def class_conditional(self) -> bool:
+    """Whether the model needs labels (conditional models override this)."""
+    return False
 
   def sample(self, num, seed, mean=False, conditioned_on=None):
     """Draws images pixel by pixel, [num, H, W, C] in [0, 1].

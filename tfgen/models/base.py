@@ -6,6 +6,8 @@ samplers and the exporters see only this API:
   * `loss(batch, seed, training)` -> (per-example loss [B], per-example metrics {name: [B]}). The
     loop averages over the global batch itself, so the loss must not be averaged here.
   * `bounds(x, seed)` -> per-example log-likelihood terms or bounds {name: [B]} in nats.
+    Class-conditional models (`class_conditional` True) also take `labels` in `bounds` and
+    `log_prob`, and read `batch["label"]` in `loss`.
   * `log_prob(x, seed, num_importance_samples)` -> per-example log-likelihood [B] in nats: exact
     for fully observed models, an importance-sampled estimate for latent-variable models.
   * `sample(num, seed, mean=False)` -> images [num, H, W, C]; `mean=True` returns the pixel
@@ -61,10 +63,16 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
                              f"[batch, {', '.join(map(str, self.image_shape))}], got {x.shape}")
     return tf.cast(x, tf.float32)
 
+  @property
+  def class_conditional(self) -> bool:
+    """Whether the model's likelihood is conditioned on a class label."""
+    return False
+
   def build_for_images(self) -> None:
     """Creates every weight by running the model once on a dummy batch."""
     x = tf.zeros((2,) + self.image_shape)
-    self.loss({"image": x}, seed=tf.constant([0, 0]), training=False)
+    self.loss({"image": x, "label": tf.zeros([2], tf.int32)}, seed=tf.constant([0, 0]),
+              training=False)
     self.built = True  # Keras only sets it through __call__, which the contract never uses.
 
   @abc.abstractmethod
