@@ -82,6 +82,17 @@ def main(saved_model, inputs_path, out_path):
                                                images=tf.zeros([1, 3, 3], tf.uint8))
     results["errors"]["decode_shape"] = _error(signatures["decode"],
                                                latents=tf.zeros([1, latent_size + 1]))
+  if "inpaint" in signatures:
+    known = np.zeros(images.shape, np.uint8)
+    known[:, : images.shape[1] // 2] = 1  # The top half is given.
+    filled = signatures["inpaint"](images=images, known=tf.constant(known),
+                                   seed=tf.constant([3, 4]))["images"].numpy()
+    results["inpaint_keeps_known"] = bool(np.array_equal(filled[known == 1],
+                                                         inputs["images"][known == 1]))
+    results["inpaint_values"] = sorted(np.unique(filled).tolist())
+    results["errors"]["inpaint_known"] = _error(signatures["inpaint"], images=images,
+                                                known=tf.zeros([1, 2, 2, 1], tf.uint8),
+                                                seed=tf.constant([1, 2]))
   results["tfgen_imported"] = any(m == "tfgen" or m.startswith("tfgen.") for m in sys.modules)
   with open(out_path, "w", encoding="utf-8") as f:
     json.dump(results, f)

@@ -10,8 +10,14 @@ from tfgen import seeding
 from tests.conftest import load_config
 
 # Each registered model with a tiny config variant that builds it.
-TINY_VARIANTS = {"vae": [("iwae", "tiny"), ("iwae", "tiny,layers=2,model=iwae,k=3"),
-                         ("iwae", "tiny,batch_norm")]}
+TINY_VARIANTS = {
+    "vae": [("iwae", "tiny"), ("iwae", "tiny,layers=2,model=iwae,k=3"),
+            ("iwae", "tiny,batch_norm")],
+    "nade": [("nade", "tiny"), ("nade", "tiny,ordering=random")],
+    "made": [("made", "tiny"), ("made", "tiny,layers=2,ordering=random")],
+    "pixelcnn": [("pixelcnn", "tiny")],
+    "gated_pixelcnn": [("gated_pixelcnn", "tiny")],
+}
 CASES = [(name, cfg, variant) for name, variants in TINY_VARIANTS.items()
          for cfg, variant in variants]
 
@@ -22,7 +28,7 @@ def test_every_registered_model_has_a_tiny_variant():
 
 def _build(config_name, variant):
   config = load_config(config_name, variant)
-  info = data.DataInfo(config.data.name, (28, 28, 1), "fixed", {"train": 0})
+  info = data.DataInfo(config.data.name, (28, 28, 1), "fixed", {"train": 0}, num_classes=10)
   model = models.build(config.model, info)
   model.build_for_images()
   return model

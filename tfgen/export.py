@@ -52,6 +52,12 @@ def _assert_shape(tensor: tf.Tensor, expected, message: str) -> tf.Operation:
   return tf.debugging.Assert(ok, [message, shape])
 
 
+def _seed_in(signature: str, seed: tf.Tensor) -> tf.Tensor:
+  with tf.control_dependencies([tf.debugging.assert_equal(
+      tf.size(seed), 2, message=f"{signature}: `seed` must be int32 [2]")]):
+    return tf.ensure_shape(tf.identity(seed), [2])
+
+
 class _Exported:
   """The signature functions built around a model."""
 
@@ -94,9 +100,7 @@ class _Exported:
 
   def sample(self, num_samples, seed):
     num_samples = self._positive("sample", "num_samples", num_samples, MAX_SAMPLES_PER_CALL)
-    with tf.control_dependencies([tf.debugging.assert_equal(
-        tf.size(seed), 2, message="sample: `seed` must be int32 [2]")]):
-      seed = tf.ensure_shape(tf.identity(seed), [2])
+    seed = _seed_in("sample", seed)
     draws = self.model.sample(num_samples, seed=seed)
     means = self.model.sample(num_samples, seed=seed, mean=True)
     return {"images": self._images_out(draws), "probabilities": means}
@@ -108,6 +112,46 @@ class _Exported:
   def log_prob_exact(self, images):
     x = self._images_in("log_prob", images)
     return self._scores(self.model.log_prob(x, seed=seeding.as_seed(FIXED_SEED)))
+
+  def log_prob_conditional(self, images, labels):
+    x = self._images_in("log_prob", images)
+    labels = self._labels_in("log_prob", labels, tf.shape(x)[0])
+    return self._scores(self.model.log_prob(x, seed=seeding.as_seed(FIXED_SEED), labels=labels))
+
+  def _labels_in(self, signature, labels, num):
+    classes = self.model.num_classes
+    message = f"{signature}: `labels` must be int32 [batch] with values 0..{classes - 1}"
+    checks = [tf.debugging.assert_equal(tf.size(labels), num, message=message),
+              tf.debugging.assert_non_negative(labels, message=message),
+              tf.debugging.assert_less(labels, classes, message=message)]
+    with tf.control_dependencies(checks):
+      return tf.identity(labels)
+
+  def sample_conditional(self, num_samples, seed):
+    """Draws labels uniformly, then images of those classes."""
+    num_samples = self._positive("sample", "num_samples", num_samples, MAX_SAMPLES_PER_CALL)
+    labels = tf.random.stateless_uniform([num_samples], seed=seeding.fold_in(seed, 1),
+                                         maxval=self.model.num_classes, dtype=tf.int32)
+    return self.sample_labels(labels, seed, check=False)
+
+  def sample_labels(self, labels, seed, check=True):
+    seed = _seed_in("sample_labels", seed)
+    if check:
+      labels = self._labels_in("sample_labels", labels, tf.size(labels))
+    draws = self.model.sample(tf.size(labels), seed=seed, labels=labels)
+    means = self.model.sample(tf.size(labels), seed=seed, mean=True, labels=labels)
+    return {"images": self._images_out(draws), "probabilities": means, "labels": labels}
+
+  def inpaint(self, images, known, seed):
+    """Keeps the pixels where `known` is 1 and draws the others given the pixels before them."""
+    x = self._images_in("inpaint", images)
+    with tf.control_dependencies([_assert_shape(
+        known, (-1,) + self._image_shape, "inpaint: `known` must be uint8 like `images`; got shape")]):
+      keep = tf.cast(tf.reshape(known, tf.shape(x)), tf.bool)
+    seed = _seed_in("inpaint", seed)
+    conditioned_on = tf.where(keep, x, -1.0)
+    draws = self.model.sample(tf.shape(x)[0], seed=seed, conditioned_on=conditioned_on)
+    return {"images": self._images_out(draws)}
 
   def log_prob_bound(self, images, num_importance_samples):
     x = self._images_in("log_prob", images)
@@ -139,18 +183,29 @@ def build_archive(model, info) -> keras.export.ExportArchive:
   # Any rank and size here, so that a wrong shape reaches the check with a clear message.
   images = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
   scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)
-  sample_spec = [scalar("num_samples"), tf.TensorSpec([None], tf.int32, name="seed")]
-  archive.add_endpoint("sample", module.sample, input_signature=sample_spec)
+  seed = tf.TensorSpec([None], tf.int32, name="seed")
+  sample_spec = [scalar("num_samples"), seed]
+  sample = module.sample_conditional if model.class_conditional else module.sample
+  archive.add_endpoint("sample", sample, input_signature=sample_spec)
   # TensorFlow Serving calls this one when a request names no signature.
-  archive.add_endpoint("serving_default", module.sample, input_signature=sample_spec)
+  archive.add_endpoint("serving_default", sample, input_signature=sample_spec)
+  labels = tf.TensorSpec([None], tf.int32, name="labels")
+  if model.class_conditional:
+    archive.add_endpoint("sample_labels", lambda labels, seed: module.sample_labels(labels, seed),
+                         input_signature=[labels, seed])
   if isinstance(model, models.LatentVariableModel):
     archive.add_endpoint("log_prob", module.log_prob_bound,
                          input_signature=[images, scalar("num_importance_samples")])
     archive.add_endpoint("encode", module.encode, input_signature=[images])
     archive.add_endpoint("decode", module.decode, input_signature=[
         tf.TensorSpec([None, latent_size], tf.float32, name="latents")])
+  elif model.class_conditional:
+    archive.add_endpoint("log_prob", module.log_prob_conditional, input_signature=[images, labels])
   else:
     archive.add_endpoint("log_prob", module.log_prob_exact, input_signature=[images])
+  if isinstance(model, models.AutoregressiveModel):
+    archive.add_endpoint("inpaint", module.inpaint, input_signature=[
+        images, tf.TensorSpec([None, None, None, None], tf.uint8, name="known"), seed])
   return archive
 
 

@@ -86,19 +86,29 @@ class Trainer:
     averages["loss"] = loss
     return averages
 
+  def _one_step(self, iterator):
+    """One train step on every replica; returns (global mean metrics, step number)."""
+    step = tf.cast(self.optimizer.iterations, tf.int64)
+    step_seed = seeding.fold_in(self.base_seed, step)
+    per_replica = self.strategy.run(self._replica_step, args=(next(iterator), step_seed))
+    metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+               for k, v in per_replica.items()}
+    return metrics, step
+
   def _train_steps_fn(self, iterator, num_steps):
     """Runs num_steps train steps; returns their mean metrics and the first non-finite step."""
-    totals = None
-    first_bad_step = tf.constant(-1, tf.int64)
-    for _ in tf.range(num_steps):
-      step = tf.cast(self.optimizer.iterations, tf.int64)
-      step_seed = seeding.fold_in(self.base_seed, step)
-      per_replica = self.strategy.run(self._replica_step, args=(next(iterator), step_seed))
-      metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                 for k, v in per_replica.items()}
+
+    def first_bad(metrics, step, so_far):
       bad = tf.logical_not(tf.math.is_finite(metrics["loss"]))
-      first_bad_step = tf.where(bad & (first_bad_step < 0), step, first_bad_step)
-      totals = metrics if totals is None else {k: totals[k] + metrics[k] for k in totals}
+      return tf.where(bad & (so_far < 0), step, so_far)
+
+    # The first step outside the loop gives the loop its metric names.
+    totals, step = self._one_step(iterator)
+    first_bad_step = first_bad(totals, step, tf.constant(-1, tf.int64))
+    for _ in tf.range(num_steps - 1):
+      metrics, step = self._one_step(iterator)
+      first_bad_step = first_bad(metrics, step, first_bad_step)
+      totals = {k: totals[k] + metrics[k] for k in totals}
     return {k: v / tf.cast(num_steps, tf.float32) for k, v in totals.items()}, first_bad_step
 
   def train_steps(self, iterator, num_steps: int):

@@ -122,8 +122,9 @@ class MADE(autoregressive.AutoregressiveModel):
     return -log_prob, {"log_prob": log_prob,
                        "bits_per_dim": -log_prob / (self.event_size * math.log(2.0))}
 
-  def log_prob(self, x, seed=None, num_importance_samples=None, chunk_size=None):
+  def log_prob(self, x, seed=None, num_importance_samples=None, chunk_size=None, labels=None):
     """Exact log p(x) [B]; with num_eval_masks > 1, of the ensemble (1/M) Σ_m p_m(x)."""
+    del seed, num_importance_samples, chunk_size, labels
     x = self.check_images(x)
     targets = self.targets(x)
     per_mask = tf.stack([self.distribution(self._logits_with_mask(x, m)).log_prob(targets)

@@ -85,7 +85,7 @@ class NADE(autoregressive.AutoregressiveModel):
   def _to_image(self, ordered, extra=()):
     """[B, D, ...] in the ordering back to [B, H, W, C, ...]."""
     pixels = tf.gather(ordered, self.inverse_order, axis=1)
-    return tf.reshape(pixels, tf.concat([[-1], self.image_shape, list(extra)], 0))
+    return tf.reshape(pixels, [-1, *self.image_shape, *extra])
 
   def hidden_preactivations(self, inputs):
     """a_d = c + Σ_{j<d} W_j x_j for every d, [B, D, H], by a blocked prefix sum."""
