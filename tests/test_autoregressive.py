@@ -1,0 +1,151 @@
+"""Properties of NADE, MADE, PixelCNN and Gated PixelCNN."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgen import seeding
+from tfgen.models import made
+from tfgen.models import nade
+from tfgen.models import pixelcnn
+
+SHAPE = (2, 3, 1)
+
+
+def _models(shape=SHAPE):
+  """(name, model, ordering) for every model, ordering and likelihood worth checking."""
+  cases = [
+      ("nade", nade.NADE(shape, hidden_size=8), "natural"),
+      ("nade_random", nade.NADE(shape, hidden_size=8, ordering_name="random", ordering_seed=3),
+       "random"),
+      ("nade_256", nade.NADE(shape, hidden_size=8, num_levels=256), "natural"),
+      ("made", made.MADE(shape, hidden_sizes=(16, 16), num_masks=3), "natural"),
+      ("made_random", made.MADE(shape, hidden_sizes=(16,), ordering_name="random", seed=2),
+       "random"),
+      ("made_ensemble", made.MADE(shape, hidden_sizes=(16,), num_masks=4, num_eval_masks=4),
+       "natural"),
+      ("pixelcnn", pixelcnn.PixelCNN(shape, num_blocks=2, channels=8), "natural"),
+      ("pixelcnn_256", pixelcnn.PixelCNN(shape, num_blocks=1, channels=8, num_levels=256),
+       "natural"),
+      ("gated", pixelcnn.GatedPixelCNN(shape, num_layers=3, channels=8), "natural"),
+      ("gated_conditional", pixelcnn.GatedPixelCNN(shape, num_layers=2, channels=8,
+                                                   num_classes=3), "natural"),
+  ]
+  for _, model, _ in cases:
+    model.build_for_images()
+  return cases
+
+
+def _order(model, ordering):
+  size = model.event_size
+  return np.arange(size) if ordering == "natural" else np.asarray(model.order)
+
+
+def _labels(model, n):
+  return tf.zeros([n], tf.int32) if model.class_conditional else None
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_output_depends_only_on_earlier_pixels(case):
+  name, model, ordering = _models((4, 5, 1))[case]
+  order = _order(model, ordering)
+  position = np.empty_like(order)
+  position[order] = np.arange(len(order))
+  x = tf.Variable(tf.cast(tf.random.stateless_uniform([1, 4, 5, 1], seed=[1, case]) < 0.5,
+                          tf.float32))
+  for pixel in range(model.event_size):
+    with tf.GradientTape() as tape:
+      logits = model._logits_given(x, _labels(model, 1))  # pylint: disable=protected-access
+      out = tf.reshape(logits, [model.event_size, -1])[pixel]
+      # A random projection of all 256 logits, so no dependence can cancel out.
+      target = tf.reduce_sum(out * tf.random.stateless_normal(tf.shape(out), seed=[pixel, 0]))
+    grads = np.abs(tape.gradient(target, x).numpy().reshape(-1))
+    later = position >= position[pixel]
+    assert np.all(grads[later] == 0), (name, pixel, np.nonzero(grads[later]))
+
+
+def test_gated_pixelcnn_has_no_blind_spot():
+  model = pixelcnn.GatedPixelCNN((8, 8, 1), num_layers=4, channels=8)
+  model.build_for_images()
+  x = tf.Variable(tf.random.stateless_uniform([1, 8, 8, 1], seed=[4, 4]))
+  r, c = 5, 4
+  with tf.GradientTape() as tape:
+    target = model.logits(x)[0, r, c, 0]
+  grads = np.abs(tape.gradient(target, x).numpy()[0, :, :, 0])
+  # The receptive field after 4 layers (7x7 first, then 3x3): rows r−6..r−1 within columns
+  # c−6..c+6 and the row r to the left. Every one of those pixels must be seen — no blind spot,
+  # which a plain PixelCNN has above-right of the pixel.
+  for rr in range(max(0, r - 6), r):
+    for cc in range(max(0, c - 6), min(8, c + 7)):
+      if abs(cc - c) <= 3 + (r - 1 - rr) and rr >= r - 6:
+        assert grads[rr, cc] > 0, (rr, cc)
+  assert all(grads[r, cc] > 0 for cc in range(max(0, c - 6), c))
+  assert grads[r, c] == 0 and np.all(grads[r + 1:] == 0) and np.all(grads[r, c + 1:] == 0)
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_probabilities_of_all_images_sum_to_one(case):
+  name, model, _ = _models()[case]
+  levels = [0.0, 1.0] if model.num_levels == 2 else None
+  if levels is None:
+    # 256 levels over 6 pixels is too many to enumerate: check 3 pixels with a 1x3 image.
+    model = type(model)((1, 3, 1), **({"hidden_size": 4} if name.startswith("nade") else
+                                     {"num_blocks": 1, "channels": 4}), num_levels=256)
+    model.build_for_images()
+    grid = np.stack(np.meshgrid(*[np.arange(256)] * 3, indexing="ij"), -1).reshape(-1, 1, 3, 1)
+    images = tf.constant(grid / 255.0, tf.float32)
+  else:
+    images = tf.constant(list(itertools.product(levels, repeat=6)), tf.float32)
+    images = tf.reshape(images, [-1, *SHAPE])
+  total = 0.0
+  for batch in tf.split(images, 64 if model.num_levels == 256 else 1):
+    log_p = model.log_prob(batch, labels=_labels(model, batch.shape[0]))
+    total += float(tf.reduce_sum(tf.exp(tf.cast(log_p, tf.float64))))
+  assert total == pytest.approx(1.0, abs=1e-4), name
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_sampler_matches_the_parallel_conditionals_and_is_reproducible(case):
+  name, model, _ = _models((4, 5, 1))[case]
+  labels = _labels(model, 3)
+  extra = {"labels": labels} if labels is not None else {}
+  seed = seeding.as_seed([5, case])
+  draws = model.sample(3, seed, **extra)
+  np.testing.assert_array_equal(draws, model.sample(3, seed, **extra))
+  means = model.sample(3, seed, mean=True, **extra)
+  logits = model._logits_given(draws, labels)  # pylint: disable=protected-access
+  if model.num_levels == 2:
+    assert set(np.unique(draws.numpy())) <= {0.0, 1.0}
+    expected = tf.sigmoid(logits)
+  else:
+    expected = tf.reduce_sum(tf.nn.softmax(logits) * tf.range(256, dtype=tf.float32), -1) / 255
+  # Each pixel's conditional, computed while sampling, equals the one the whole-image pass gives.
+  np.testing.assert_allclose(means, expected, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_inpainting_never_changes_known_pixels(case):
+  name, model, _ = _models((4, 5, 1))[case]
+  labels = _labels(model, 4)
+  extra = {"labels": labels} if labels is not None else {}
+  original = tf.cast(tf.random.stateless_uniform([4, 4, 5, 1], seed=[9, case]) < 0.5, tf.float32)
+  if model.num_levels == 256:
+    original = tf.round(tf.random.stateless_uniform([4, 4, 5, 1], seed=[9, case]) * 255) / 255
+  known = np.zeros([4, 4, 5, 1], bool)
+  known[:, :2] = True  # Top half given.
+  known[:, 3, 4] = True  # And the last pixel, which comes after every unknown one.
+  conditioned_on = tf.where(known, original, -1.0)
+  filled = model.sample(4, seeding.as_seed(1), conditioned_on=conditioned_on, **extra).numpy()
+  np.testing.assert_array_equal(filled[known], original.numpy()[known], err_msg=name)
+  assert np.all(filled[~known] >= 0)
+
+
+def test_class_conditional_sampling_uses_the_labels():
+  model = pixelcnn.GatedPixelCNN((4, 4, 1), num_layers=2, channels=8, num_classes=3)
+  model.build_for_images()
+  seed = seeding.as_seed(2)
+  zero = model.sample(2, seed, mean=True, labels=tf.constant([0, 0])).numpy()
+  two = model.sample(2, seed, mean=True, labels=tf.constant([2, 2])).numpy()
+  assert not np.allclose(zero, two)
