@@ -7,12 +7,13 @@ import tensorflow as tf
 
 from tfgen import errors
 from tfgen import evaluate
+from tfgen import models
 from tfgen import seeding
 from tfgen import viz
 
 
 def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: int = 0,
-                mean: bool = True) -> str:
+                mean: bool = True, inpaint: bool = False, label: int = -1) -> str:
   """Draws `num` images from workdir's newest checkpoint and writes them as a PNG grid.
 
   Args:
@@ -22,12 +23,36 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
     seed: the same seed gives the same images.
     num_columns: columns of the grid (0: square).
     mean: pixel probabilities of the last conditional instead of a draw.
+    inpaint: autoregressive models only: take the first `num` test images, keep their top half
+      and draw the bottom half; the grid alternates rows of originals and completions.
+    label: class-conditional models: the class to draw (-1: classes 0, 1, 2, ... in turn).
 
   Returns:
     The path written.
   """
-  model = evaluate.load_trained(workdir, splits=()).model
-  images = model.sample(num, seed=seeding.as_seed(seed), mean=mean).numpy()
+  trained = evaluate.load_trained(workdir, splits=("test",) if inpaint else ())
+  model = trained.model
+  extra = {}
+  if model.class_conditional:
+    labels = np.full([num], label) if label >= 0 else np.arange(num) % trained.info.num_classes
+    extra["labels"] = tf.constant(labels, tf.int32)
+  elif label >= 0:
+    raise errors.ConfigError(f"--label needs a class-conditional model; {trained.config.model.name!r} "
+                             "is not")
+  if inpaint:
+    if not isinstance(model, models.AutoregressiveModel):
+      raise errors.ConfigError("--inpaint needs an autoregressive model (nade, made, pixelcnn, "
+                               "gated_pixelcnn)")
+    originals = next(iter(trained.data.test.unbatch().batch(num)))["image"]
+    rows = model.image_shape[0]
+    known = tf.range(rows)[None, :, None, None] < rows // 2
+    conditioned_on = tf.where(known, originals, -1.0)
+    filled = model.sample(num, seed=seeding.as_seed(seed), mean=mean,
+                          conditioned_on=conditioned_on, **extra)
+    filled = tf.where(known, originals, filled)
+    columns = num_columns or 8
+    return viz.write_png(out, viz.reconstruction_pairs(originals.numpy(), filled.numpy(), columns))
+  images = model.sample(num, seed=seeding.as_seed(seed), mean=mean, **extra).numpy()
   return viz.write_png(out, viz.image_grid(images, num_columns))
 
 

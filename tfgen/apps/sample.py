@@ -2,6 +2,8 @@
 
   tfgen-sample --workdir=/tmp/run --num=64 --out=samples.png
   tfgen-sample --saved_model=/tmp/run_savedmodel --num=64 --out=grid.png
+  tfgen-sample --workdir=/tmp/pixelcnn --num=16 --inpaint --out=inpainted.png
+  tfgen-sample --workdir=/tmp/gated --num=16 --label=3 --out=threes.png
 """
 
 from absl import app
@@ -16,6 +18,10 @@ _NUM = flags.DEFINE_integer("num", 64, "Number of images.", lower_bound=1)
 _OUT = flags.DEFINE_string("out", "samples.png", "PNG file to write.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same images.")
 _COLUMNS = flags.DEFINE_integer("columns", 0, "Grid columns (0: square grid).", lower_bound=0)
+_INPAINT = flags.DEFINE_bool("inpaint", False, "Autoregressive models: complete the bottom half "
+                             "of test images (rows of originals and completions).")
+_LABEL = flags.DEFINE_integer("label", -1, "Class-conditional models: the class to draw "
+                              "(-1: every class in turn).")
 _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "
                           "rather than a binary draw.")
 flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model"], required=True)
@@ -31,7 +37,8 @@ def main(argv):
                                      num_columns=_COLUMNS.value, mean=_MEAN.value)
   else:
     path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
-                                num_columns=_COLUMNS.value, mean=_MEAN.value)
+                                num_columns=_COLUMNS.value, mean=_MEAN.value,
+                                inpaint=_INPAINT.value, label=_LABEL.value)
   print(f"wrote {_NUM.value} samples to {path}")
 
 

@@ -23,8 +23,6 @@ References:
     Generation with PixelCNN Decoders", NeurIPS 2016.
 """
 
-import math
-
 import keras
 import tensorflow as tf
 
@@ -100,6 +98,8 @@ class _PixelModelBase(autoregressive.AutoregressiveModel):
 
   def sample(self, num, seed, mean=False, conditioned_on=None, labels=None):
     """As the base class; `labels` (int32 [num]) picks the classes of a class-conditional model."""
+    if labels is None and self.class_conditional:
+      labels = tf.range(num) % self.num_classes  # Every class in turn.
     if labels is None:
       return super().sample(num, seed, mean=mean, conditioned_on=conditioned_on)
     if self.num_classes is None:
