@@ -144,3 +144,19 @@ def test_sampling_needs_no_data_set(tiny_config, tmp_path, monkeypatch):
   monkeypatch.setattr(data, "load", no_data)
   out = sampling.sample_grid(workdir, 9, str(tmp_path / "grid.png"), seed=3)
   assert os.path.getsize(out) > 0
+
+
+def test_inpainting_grid_from_a_trained_autoregressive_model(binarized_mnist_dir, tfds_data_dir,
+                                                             tmp_path):
+  from tests.conftest import load_config  # pylint: disable=g-import-not-at-top
+  from tfgen import sampling
+  config = load_config("nade", "tiny")
+  config.data.manual_dir, config.data.data_dir = str(binarized_mnist_dir), tfds_data_dir
+  config.train.num_epochs = 1
+  workdir = str(tmp_path / "nade")
+  train.train(config, workdir, show_progress=False)
+  out = sampling.sample_grid(workdir, 8, str(tmp_path / "inpainted.png"), inpaint=True)
+  grid = tf.io.decode_png(tf.io.read_file(out)).numpy()
+  assert grid.shape == (2 * 29 + 1, 8 * 29 + 1, 1)  # A row of originals, a row of completions.
+  with pytest.raises(errors.ConfigError, match="class-conditional"):
+    sampling.sample_grid(workdir, 4, str(tmp_path / "x.png"), label=3)
