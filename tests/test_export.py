@@ -116,3 +116,22 @@ def test_sample_from_saved_model_and_export_description(exported, tmp_path):
   results = evaluate.evaluate(workdir, num_importance_samples=5, show_progress=False)
   again = export.export(workdir, str(tmp_path / "evaluated"))
   assert again["test_nll"]["nats"] == results["nll_nats"]
+
+
+def test_class_conditional_export_takes_labels(tmp_path):
+  from tfgen import data  # pylint: disable=g-import-not-at-top
+  from tfgen.models import pixelcnn
+  info = data.DataInfo("mnist", (6, 6, 1), "dynamic", {"train": 0}, num_classes=3)
+  model = pixelcnn.GatedPixelCNN((6, 6, 1), num_layers=2, channels=8, num_classes=3)
+  model.build_for_images()
+  export.build_archive(model, info).write_out(str(tmp_path / "sm"), verbose=False)
+  signatures = tf.saved_model.load(str(tmp_path / "sm")).signatures
+  assert {"sample", "sample_labels", "log_prob", "inpaint"} <= set(signatures)
+  out = signatures["sample_labels"](labels=tf.constant([2, 0]), seed=tf.constant([1, 1]))
+  np.testing.assert_array_equal(out["labels"], [2, 0])
+  images = out["images"]
+  served = signatures["log_prob"](images=images, labels=tf.constant([2, 0]))["log_prob"]
+  expected = model.log_prob(tf.cast(images, tf.float32), labels=tf.constant([2, 0]))
+  np.testing.assert_allclose(served, expected, atol=1e-4)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="log_prob: `labels` must be"):
+    signatures["log_prob"](images=images, labels=tf.constant([5, 0]))
