@@ -81,14 +81,7 @@ def get_config(arg: str = ""):
   if opts["tiny"]:
     model.latent_sizes = tuple(4 for _ in model.latent_sizes)
     model.hidden_sizes = tuple((16,) for _ in model.hidden_sizes)
-    config.data.limit = 256
-    config.data.num_validation = 64
-    train.batch_size = 32
-    train.num_epochs = 2
-    train.checkpoint_every_epochs = 1
-    train.eval_every_epochs = 1
-    train.steps_per_execution = 4
+    config_lib.make_tiny(config)
     config.eval.num_importance_samples = 10
     config.eval.chunk_size = 4
-    config.eval.batch_size = 64
   return config

@@ -30,24 +30,10 @@ def get_config(arg: str = ""):
   config.model.num_eval_masks = opts["eval_masks"]
   config.model.ordering = opts["ordering"]
   config.model.seed = 0
-  train = config.train
-  train.batch_size = 100
-  train.num_epochs = opts["epochs"]
-  train.learning_rate = 1e-3
-  train.schedule = "exponential"
-  train.final_learning_rate_factor = 0.1
-  train.checkpoint_every_epochs = 5
-  train.eval_every_epochs = 5
+  config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"])
   if opts["tiny"]:
     config.model.hidden_sizes = (32,) * opts["layers"]
     config.model.num_masks = 4
     config.model.num_eval_masks = 2
-    config.data.limit = 256
-    config.data.num_validation = 64
-    train.batch_size = 32
-    train.num_epochs = 2
-    train.checkpoint_every_epochs = 1
-    train.eval_every_epochs = 1
-    train.steps_per_execution = 4
-    config.eval.batch_size = 64
+    config_lib.make_tiny(config)
   return config

@@ -25,23 +25,11 @@ def get_config(arg: str = ""):
   config.model.name = "pixelcnn"
   config.model.num_blocks = opts["blocks"]
   config.model.channels = opts["channels"]
-  train = config.train
-  train.batch_size = 64
-  train.num_epochs = opts["epochs"]
-  train.learning_rate = 1e-3
-  train.schedule = "exponential"
-  train.final_learning_rate_factor = 0.1
-  train.checkpoint_every_epochs = 1
-  train.eval_every_epochs = 1
-  train.steps_per_execution = 10
-  config.eval.batch_size = 100
+  config_lib.decaying_adam(config, batch_size=64, num_epochs=opts["epochs"],
+                           checkpoint_every_epochs=1)
+  config.train.steps_per_execution = 10
   if opts["tiny"]:
     config.model.num_blocks = 2
     config.model.channels = 8
-    config.data.limit = 128
-    config.data.num_validation = 64
-    train.batch_size = 32
-    train.num_epochs = 2
-    train.steps_per_execution = 2
-    config.eval.batch_size = 64
+    config_lib.make_tiny(config, limit=128, steps_per_execution=2)
   return config

@@ -66,6 +66,33 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def decaying_adam(config: ml_collections.ConfigDict, batch_size: int, num_epochs: int,
+                  checkpoint_every_epochs: int = 5) -> None:
+  """Adam at 1e-3 decayed exponentially to 1e-4 by the last epoch; the configs' common setting."""
+  train = config.train
+  train.batch_size = batch_size
+  train.num_epochs = num_epochs
+  train.learning_rate = 1e-3
+  train.schedule = "exponential"
+  train.final_learning_rate_factor = 0.1
+  train.checkpoint_every_epochs = checkpoint_every_epochs
+  train.eval_every_epochs = checkpoint_every_epochs
+
+
+def make_tiny(config: ml_collections.ConfigDict, limit: int = 256,
+              steps_per_execution: int = 4) -> None:
+  """Shrinks the data and the schedule of a config for tests on a CPU (models shrink themselves)."""
+  config.data.limit = limit
+  config.data.num_validation = 64
+  train = config.train
+  train.batch_size = 32
+  train.num_epochs = 2
+  train.checkpoint_every_epochs = 1
+  train.eval_every_epochs = 1
+  train.steps_per_execution = steps_per_execution
+  config.eval.batch_size = 64
+
+
 def _require(condition: bool, message: str) -> None:
   if not condition:
     raise errors.ConfigError(message)
