@@ -135,17 +135,19 @@ class MADE(autoregressive.AutoregressiveModel):
     d_total, k = self.event_size, self.num_outputs
     known_flat = tf.reshape(known, [-1, d_total])
     values_flat = tf.reshape(values, [-1, d_total])
-    first = self._masked(0, 0)  # [D, H1]
+    # The masked kernels of the first connectivity, computed once rather than at every pixel.
+    kernels = [self._masked(i, 0) for i in range(len(self.dense))]
+    first = kernels[0]  # [D, H1]
     order = tf.constant(self.order, tf.int32)
 
     def step(position, a, image, means):
       pixel = tf.gather(order, position)
       h = tf.nn.relu(a)
       for i in range(1, len(self.dense) - 1):
-        h = tf.nn.relu(h @ self._masked(i, 0) + self.dense[i].bias)
+        h = tf.nn.relu(h @ kernels[i] + self.dense[i].bias)
       # Only this pixel's outputs: its columns of the masked output layer.
       columns = tf.range(k) + pixel * k
-      out_kernel = tf.gather(self._masked(len(self.dense) - 1, 0), columns, axis=1)
+      out_kernel = tf.gather(kernels[-1], columns, axis=1)
       logits = h @ out_kernel + tf.gather(self.dense[-1].bias, columns)
       logits = logits[:, 0] if self.num_levels == 2 else logits
       value, mean = self.draw_pixel(logits, seeding.fold_in(seed, position))
