@@ -84,7 +84,7 @@ class AutoregressiveModel(base.GenerativeModel):
     """Whether the model needs labels (conditional models override this)."""
     return False
 
-  def sample(self, num, seed, mean=False, conditioned_on=None):
+  def sample(self, num, seed, mean=False, conditioned_on=None, labels=None):
     """Draws images pixel by pixel, [num, H, W, C] in [0, 1].
 
     Args:
@@ -94,7 +94,10 @@ class AutoregressiveModel(base.GenerativeModel):
         it, instead of the draw.
       conditioned_on: optional float [num, H, W, C]; pixels ≥ 0 are kept as they are, pixels
         < 0 (UNKNOWN) are filled in — inpainting.
+      labels: int32 [num], the classes of a class-conditional model.
     """
+    if labels is not None and not self.class_conditional:
+      raise errors.ConfigError(f"{type(self).__name__} is not class-conditional")
     if conditioned_on is None:
       known = tf.zeros((num,) + self.image_shape, tf.bool)
       values = tf.zeros((num,) + self.image_shape)
@@ -102,7 +105,8 @@ class AutoregressiveModel(base.GenerativeModel):
       conditioned_on = self.check_images(conditioned_on)
       known = conditioned_on >= 0.0
       values = tf.where(known, conditioned_on, 0.0)
-    draws, means = self._sample_loop(tf.shape(values)[0], seed, known, values)
+    extra = {"labels": labels} if labels is not None else {}
+    draws, means = self._sample_loop(tf.shape(values)[0], seed, known, values, **extra)
     return means if mean else draws
 
   @abc.abstractmethod

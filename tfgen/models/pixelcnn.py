@@ -97,24 +97,10 @@ class _PixelModelBase(autoregressive.AutoregressiveModel):
     return image, means
 
   def sample(self, num, seed, mean=False, conditioned_on=None, labels=None):
-    """As the base class; `labels` (int32 [num]) picks the classes of a class-conditional model."""
+    """As the base class; a class-conditional model without labels draws every class in turn."""
     if labels is None and self.class_conditional:
-      labels = tf.range(num) % self.num_classes  # Every class in turn.
-    if labels is None:
-      return super().sample(num, seed, mean=mean, conditioned_on=conditioned_on)
-    if self.num_classes is None:
-      raise errors.ConfigError(f"{type(self).__name__} is not class-conditional")
-    known = tf.zeros((num,) + self.image_shape, tf.bool)
-    values = tf.zeros((num,) + self.image_shape)
-    if conditioned_on is not None:
-      conditioned_on = self.check_images(conditioned_on)
-      known, values = conditioned_on >= 0.0, tf.where(conditioned_on >= 0.0, conditioned_on, 0.0)
-    draws, means = self._sample_loop(tf.shape(values)[0], seed, known, values, labels)
-    return means if mean else draws
-
-  def _out_logits(self, features):
-    """[..., W, out] head output to [..., W] (binary) or [..., W, 256] logits per pixel."""
-    return features
+      labels = tf.range(num) % self.num_classes
+    return super().sample(num, seed, mean=mean, conditioned_on=conditioned_on, labels=labels)
 
 
 @registry.MODELS.register("pixelcnn")
