@@ -89,6 +89,7 @@ class Trainer:
   def _one_step(self, iterator):
     """One train step on every replica; returns (global mean metrics, step number)."""
     step = tf.cast(self.optimizer.iterations, tf.int64)
+    self.model.update_schedules(step)
     step_seed = seeding.fold_in(self.base_seed, step)
     per_replica = self.strategy.run(self._replica_step, args=(next(iterator), step_seed))
     metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)

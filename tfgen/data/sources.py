@@ -243,6 +243,57 @@ def _omniglot_from_zips(paths: List[str], config) -> RawData:
                  config.binarization or "dynamic", num_classes=int(labels.max()) + 1)
 
 
+MNIST_5K_FILE = "mnist_5k.npz"
+# Per class: the 500 images of each digit are split 350 / 50 / 100 with a fixed seed.
+MNIST_5K_SPLIT = {"train": 350, "validation": 50, "test": 100}
+MNIST_5K_SPLIT_SEED = 5000
+
+
+def read_mnist_5k(path: str) -> Tuple[np.ndarray, np.ndarray]:
+  """Reads `images` (uint8 [N, 28, 28]) and `labels` from an npz; DataError when unusable."""
+  try:
+    with np.load(path) as archive:
+      images, labels = archive["images"], archive["labels"]
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+    raise errors.DataError(f"mnist_5k file {path!r} is not a readable npz with `images` and "
+                           f"`labels`: {e}") from e
+  if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+    raise errors.DataError(f"mnist_5k file {path!r}: images {images.shape} and labels "
+                           f"{labels.shape} are not [N, 28, 28] and [N]")
+  return images.astype(np.uint8)[..., None], labels.astype(np.int32)
+
+
+@SOURCES.register("mnist_5k")
+def mnist_5k(config) -> RawData:
+  """5,000 grey-scale MNIST digits with labels (500 per digit) from `mnist_5k.npz` in manual_dir.
+
+  Split per digit class with a fixed seed into 350 train, 50 validation and 100 test images
+  (3,500 / 500 / 1,000 in all), so every split is balanced. Grey-scale: dynamically binarized
+  unless config.data.binarization says otherwise ("none" keeps intensities).
+  """
+  manual_dir = resolve_manual_dir(config.manual_dir)
+  path = os.path.join(manual_dir, MNIST_5K_FILE) if manual_dir else None
+  if path is None or not os.path.exists(path):
+    raise errors.DataError(
+        f"data set 'mnist_5k' needs {MNIST_5K_FILE} in a folder given as "
+        f"--config.data.manual_dir=DIR (or ${MANUAL_DIR_ENV}=DIR); "
+        + (f"{path!r} does not exist" if path else "no manual_dir was given"))
+  images, labels = read_mnist_5k(path)
+  rng = np.random.RandomState(MNIST_5K_SPLIT_SEED)
+  parts = {s: [] for s in MNIST_5K_SPLIT}
+  for digit in np.unique(labels):
+    members = rng.permutation(np.flatnonzero(labels == digit))
+    start = 0
+    for split, size in MNIST_5K_SPLIT.items():
+      parts[split].append(members[start:start + size])
+      start += size
+  parts = {s: np.sort(np.concatenate(i)) for s, i in parts.items()}
+  splits = {s: tf.data.Dataset.from_tensor_slices({"image": images[i], "label": labels[i]})
+            for s, i in parts.items()}
+  return RawData(splits, {s: len(i) for s, i in parts.items()}, (28, 28, 1),
+                 config.binarization or "dynamic", num_classes=10)
+
+
 CELEB_A_CROP = 140
 
 

@@ -75,6 +75,15 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
               training=False)
     self.built = True  # Keras only sets it through __call__, which the contract never uses.
 
+  def update_schedules(self, step: tf.Tensor) -> None:
+    """Sets the model's schedule variables (KL warm-up, VSC sharpness, ...) for a train step.
+
+    The training loop calls it with the step number (int64 scalar) in cross-replica context
+    before every step. Schedules live in non-trainable `tf.Variable`s, so the compiled step
+    reads their values without retracing. Models without schedules keep this no-op.
+    """
+    del step
+
   @abc.abstractmethod
   def loss(self, batch: Dict[str, tf.Tensor], seed: tf.Tensor,
            training: bool = False) -> Tuple[tf.Tensor, Metrics]:
@@ -122,6 +131,15 @@ class LatentVariableModel(GenerativeModel):
   @abc.abstractmethod
   def posterior_means(self, x: tf.Tensor, seed: tf.Tensor) -> List[tf.Tensor]:
     """E_q[z_l] for every stochastic layer l, each [B, size_l] (for active units)."""
+
+  def codes(self, x: tf.Tensor) -> tf.Tensor:
+    """The deterministic code of each image, E_q[z_1], [B, latent size] (features for probes)."""
+    return self.encode(self.check_images(x)).mean()
+
+  def num_active_dimensions(self, x: tf.Tensor) -> Optional[tf.Tensor]:
+    """Per-example count of latent dimensions the code uses, [B]; None for dense codes."""
+    del x
+    return None
 
   def reconstruct(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Pixel means of p(x | z) at one draw z ~ q(z | x), [B, H, W, C]."""

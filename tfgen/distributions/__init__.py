@@ -1,0 +1,4 @@
+"""TFP distributions tfgen adds: spike-and-slab latents and discretized 8-bit pixels."""
+
+from tfgen.distributions.discretized import Discretized8Bit
+from tfgen.distributions.likelihoods import LIKELIHOODS, PixelLikelihood
