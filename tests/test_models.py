@@ -17,6 +17,8 @@ TINY_VARIANTS = {
     "made": [("made", "tiny"), ("made", "tiny,layers=2,ordering=random")],
     "pixelcnn": [("pixelcnn", "tiny")],
     "gated_pixelcnn": [("gated_pixelcnn", "tiny")],
+    "vsc": [("vsc", "tiny,data=binarized_mnist"), ("vsc", "tiny,data=binarized_mnist,alpha=1"),
+            ("vsc", "tiny,data=binarized_mnist,architecture=conv")],
 }
 CASES = [(name, cfg, variant) for name, variants in TINY_VARIANTS.items()
          for cfg, variant in variants]

@@ -7,6 +7,10 @@ whatever K is. Evaluation images are never re-binarized: fixed sets are read as 
 ones were binarized once with a fixed seed (see tfgen/data/pipeline.py).
 
 Active units (Burda et al. 2016, section 5.2): unit u is active when Cov_x(E_{q(u|x)}[u]) > 0.01.
+Sparse-code models also report the mean number of latent dimensions each image uses.
+
+Latent-code classification (tfgen/probes.py): for latent-variable models on labelled data, a
+logistic regression fitted on the training split's codes, scored on the evaluated split.
 """
 
 import dataclasses
@@ -26,6 +30,7 @@ import tensorflow as tf
 from tfgen import config as config_lib
 from tfgen import data as data_lib
 from tfgen import models
+from tfgen import probes
 from tfgen import seeding
 from tfgen import workdir as workdir_lib
 
@@ -73,7 +78,8 @@ def load_trained(workdir: str, config=None, splits=("test",)) -> Trained:
 
 def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
              split: Optional[str] = None, batch_size: Optional[int] = None,
-             chunk_size: Optional[int] = None, show_progress: bool = True) -> Dict:
+             chunk_size: Optional[int] = None, show_progress: bool = True,
+             classify_codes: bool = True) -> Dict:
   """Evaluates the newest checkpoint of workdir and writes the results as JSON there.
 
   Args:
@@ -83,6 +89,8 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
     batch_size: images per evaluation batch (default: config.eval.batch_size).
     chunk_size: importance samples per image drawn at once (default: config.eval.chunk_size).
     show_progress: draw a progress bar.
+    classify_codes: for latent-variable models on labelled data, also fit the latent-code
+      classifier (tfgen/probes.py) on the training split and score it on `split`.
 
   Returns:
     The results dict that is also written to `evaluation_{split}_k{K}.json`.
@@ -106,6 +114,9 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
     terms["log_prob"] = model.log_prob(images, seeding.fold_in(seed, 1),
                                        num_importance_samples=k, chunk_size=chunk, **extra)
     means = model.posterior_means(images, seeding.fold_in(seed, 2)) if is_latent else []
+    active = model.num_active_dimensions(images) if is_latent else None
+    if active is not None:
+      terms["active_dimensions"] = active
     return terms, means
 
   start = time.perf_counter()
@@ -144,6 +155,17 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
     variances = [np.var(m, axis=0) for m in code_means]
     results["active_units"] = [int(np.sum(v > ACTIVE_UNIT_THRESHOLD)) for v in variances]
     results["latent_units"] = [int(v.size) for v in variances]
+  if "active_dimensions" in results:
+    results["active_dimensions_per_image"] = results.pop("active_dimensions")
+  if is_latent and classify_codes and data.info.num_classes:
+    start = time.perf_counter()
+    splits = data_lib.load(config.data, config.eval.batch_size, config.eval.batch_size,
+                           seed=config.seed, splits=("train", "validation", ev.split),
+                           train_for_eval=True)
+    probe = probes.classify_codes(model, splits.train, splits.validation, splits.split(ev.split),
+                                  data.info.num_classes)
+    results.update(probe.as_dict())
+    results["code_classification_seconds"] = time.perf_counter() - start
   results["seconds"] = seconds
   results["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   path = results_path(workdir, ev.split, k)

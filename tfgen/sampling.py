@@ -1,4 +1,10 @@
-"""Sampling from a trained run."""
+"""Sampling from a trained run: sample grids, inpainting, and latent traversals and conditional
+samples for latent-variable models.
+
+Modes of `tfgen-sample --mode=...` (see MODES): "samples" draws from the model; "traversal"
+encodes test images and sweeps each of their most used latent dimensions; "conditional" keeps the
+set of dimensions an encoded image uses and draws new values for them from the prior's slab.
+"""
 
 import os
 
@@ -11,9 +17,121 @@ from tfgen import models
 from tfgen import seeding
 from tfgen import viz
 
+MODES = ("samples", "traversal", "conditional")
+
+
+def _latent_model(trained, mode: str):
+  if not isinstance(trained.model, models.LatentVariableModel):
+    raise errors.ConfigError(f"--mode={mode} needs a latent-variable model; "
+                             f"{trained.config.model.name!r} is not one")
+  return trained.model
+
+
+def _test_images(trained, num: int, label: int = -1) -> tf.Tensor:
+  """`num` test images, [num, H, W, C]: of class `label` when label >= 0; on labelled data
+  otherwise one of each class in turn (splits may be sorted by class); else the first ones."""
+  if label >= 0 and not trained.info.num_classes:
+    raise errors.ConfigError(f"--label needs a labelled data set; {trained.info.name!r} has none")
+  num_classes = trained.info.num_classes or 0
+  wanted = ([label] * num if label >= 0 else
+            [i % num_classes for i in range(num)] if num_classes else [None] * num)
+  chosen = [None] * num
+  for batch in trained.data.test:
+    labels = batch["label"].numpy() if "label" in batch else None
+    for image, image_label in zip(batch["image"], labels if labels is not None else [None] *
+                                  int(batch["image"].shape[0])):
+      for slot, want in enumerate(wanted):
+        if chosen[slot] is None and (want is None or want == image_label):
+          chosen[slot] = image
+          break
+    if all(c is not None for c in chosen):
+      return tf.stack(chosen)
+  found = sum(c is not None for c in chosen)
+  raise errors.DataError(f"the test split holds {found} images"
+                         + (f" of class {label}" if label >= 0 else "") + f", not {num}")
+
+
+def traversal_codes(codes, usage, num_dimensions: int = 8, num_steps: int = 9,
+                    span: float = 3.0) -> tf.Tensor:
+  """Codes of latent traversals: per image, its most used dimensions swept over [−span, span].
+
+  Dimensions are ranked by how surely the image uses them (γ for sparse codes), then by the
+  code's magnitude; each of the top `num_dimensions` is set in turn to `num_steps` values while
+  the rest of the code stays as it is.
+
+  Args:
+    codes: E_q[z] per image, [N, J].
+    usage: probability that each image uses each dimension, [N, J].
+    num_dimensions: rows per image.
+    num_steps: columns.
+    span: the sweep runs from −span to span (prior standard deviations).
+
+  Returns:
+    [N, num_dimensions, num_steps, J].
+  """
+  latent_size = int(codes.shape[-1])
+  num_dimensions = min(num_dimensions, latent_size)
+  # Usage first; the magnitude only orders dimensions used equally surely (dense codes).
+  score = usage + 1e-3 * tf.tanh(tf.abs(codes))
+  top = tf.math.top_k(score, k=num_dimensions).indices
+  values = tf.linspace(-span, span, num_steps)
+  base = tf.tile(codes[:, None, None, :], [1, num_dimensions, num_steps, 1])
+  sweep = tf.one_hot(top, latent_size)[:, :, None, :]
+  return base * (1.0 - sweep) + sweep * values[None, None, :, None]
+
+
+def traversal_images(model, images, num_dimensions: int = 8, num_steps: int = 9,
+                     span: float = 3.0) -> np.ndarray:
+  """Decoded latent traversals of images [N, H, W, C] (see traversal_codes).
+
+  Rows sweep the dimensions each image uses (γ > 0.5; all of them for dense codes), at most
+  `num_dimensions` and at least one per image.
+
+  Returns:
+    Pixel means [rows·num_steps, H, W, C], row-major (a grid of num_steps columns).
+  """
+  codes, usage = model.codes(images), model.prob_active(images)
+  traversed = traversal_codes(codes, usage, num_dimensions, num_steps, span)
+  num_used = np.clip(np.sum(usage.numpy() > 0.5, axis=1), 1, traversed.shape[1])
+  rows = tf.concat([traversed[i, :n] for i, n in enumerate(num_used)], 0)
+  return model.decode(tf.reshape(rows, [-1, codes.shape[-1]])).mean().numpy()
+
+
+def conditional_codes(usage, num_samples: int, seed) -> tf.Tensor:
+  """New codes that use the same dimensions as given ones.
+
+  Dimensions with usage > 0.5 take values drawn from the prior's slab, N(0, 1); the others are 0
+  (for dense codes every dimension is redrawn, which is an ordinary prior sample).
+
+  Args:
+    usage: probability that each image uses each dimension, [N, J].
+    num_samples: codes per image.
+    seed: int32 [2].
+
+  Returns:
+    [N, num_samples, J].
+  """
+  used = usage > 0.5
+  values = tf.random.stateless_normal([used.shape[0], num_samples, used.shape[1]], seed=seed)
+  return tf.where(used[:, None, :], values, 0.0)
+
+
+def conditional_images(model, images, num_samples: int, seed) -> np.ndarray:
+  """Per image [N, H, W, C]: the image, then `num_samples` decoded conditional codes.
+
+  Returns:
+    [N·(num_samples + 1), H, W, C].
+  """
+  codes = conditional_codes(model.prob_active(images), num_samples, seed)
+  decoded = model.decode(tf.reshape(codes, [-1, codes.shape[-1]])).mean()
+  decoded = tf.reshape(decoded, [-1, num_samples] + list(images.shape[1:]))
+  return tf.reshape(tf.concat([images[:, None], decoded], 1),
+                    [-1] + list(images.shape[1:])).numpy()
+
 
 def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: int = 0,
-                mean: bool = True, inpaint: bool = False, label: int = -1) -> str:
+                mean: bool = True, inpaint: bool = False, label: int = -1,
+                mode: str = "samples", num_images: int = 4) -> str:
   """Draws `num` images from workdir's newest checkpoint and writes them as a PNG grid.
 
   Args:
@@ -25,11 +143,28 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
     mean: pixel probabilities of the last conditional instead of a draw.
     inpaint: autoregressive models only: take the first `num` test images, keep their top half
       and draw the bottom half; the grid alternates rows of originals and completions.
-    label: class-conditional models: the class to draw (-1: classes 0, 1, 2, ... in turn).
+    label: class-conditional models: the class to draw (-1: classes 0, 1, 2, ... in turn); in
+      the traversal and conditional modes, take test images of this class.
+    mode: one of MODES. "traversal" writes, for each of `num_images` test images, a row per
+      most used latent dimension (at most 8) and 9 values from −3 to 3; "conditional" writes,
+      for each of `num_images` test images, a row with the image and `num` conditional samples.
+    num_images: test images encoded in the traversal and conditional modes.
 
   Returns:
     The path written.
   """
+  if mode not in MODES:
+    raise errors.ConfigError(f"unknown sampling mode {mode!r}; known: {', '.join(MODES)}")
+  if mode != "samples":
+    trained = evaluate.load_trained(workdir, splits=("test",))
+    model = _latent_model(trained, mode)
+    images = _test_images(trained, num_images, label)
+    if mode == "traversal":
+      steps = 9
+      return viz.write_png(out, viz.image_grid(traversal_images(model, images, num_steps=steps),
+                                               steps))
+    grid = conditional_images(model, images, num, seeding.as_seed(seed))
+    return viz.write_png(out, viz.image_grid(grid, num + 1))
   trained = evaluate.load_trained(workdir, splits=("test",) if inpaint else ())
   model = trained.model
   extra = {}

@@ -1,4 +1,5 @@
-"""tfgen-evaluate: test NLL (IWAE bound at k=5000 by default), ELBO and active units of a run.
+"""tfgen-evaluate: test NLL (IWAE bound at k=5000 by default), ELBO, active units and, on
+labelled data, latent-code classification accuracy of a run.
 
   tfgen-evaluate --workdir=/tmp/run
   tfgen-evaluate --workdir=/tmp/run --num_importance_samples=1000 --split=validation
@@ -18,6 +19,9 @@ _SPLIT = flags.DEFINE_enum("split", None, ["train", "validation", "test"],
 _BATCH = flags.DEFINE_integer("batch_size", None, "Images per batch (default: the config's).")
 _CHUNK = flags.DEFINE_integer("chunk_size", None, "Importance samples drawn at once per image; "
                               "bounds memory (default: the config's).")
+_CLASSIFY = flags.DEFINE_bool("classify_codes", True, "Latent-variable models on labelled data: "
+                              "fit a logistic regression on training-set codes and report its "
+                              "accuracy on the evaluated split.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -27,7 +31,8 @@ def main(argv):
   from tfgen import evaluate  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   results = evaluate.evaluate(_WORKDIR.value, num_importance_samples=_K.value, split=_SPLIT.value,
-                              batch_size=_BATCH.value, chunk_size=_CHUNK.value)
+                              batch_size=_BATCH.value, chunk_size=_CHUNK.value,
+                              classify_codes=_CLASSIFY.value)
   print(evaluate.format_table(results))
 
 

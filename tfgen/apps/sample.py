@@ -4,6 +4,8 @@
   tfgen-sample --saved_model=/tmp/run_savedmodel --num=64 --out=grid.png
   tfgen-sample --workdir=/tmp/pixelcnn --num=16 --inpaint --out=inpainted.png
   tfgen-sample --workdir=/tmp/gated --num=16 --label=3 --out=threes.png
+  tfgen-sample --workdir=/tmp/vsc --mode=traversal --num_images=4 --out=traversal.png
+  tfgen-sample --workdir=/tmp/vsc --mode=conditional --label=3 --num=8 --out=threes.png
 """
 
 from absl import app
@@ -22,6 +24,12 @@ _INPAINT = flags.DEFINE_bool("inpaint", False, "Autoregressive models: complete 
                              "of test images (rows of originals and completions).")
 _LABEL = flags.DEFINE_integer("label", -1, "Class-conditional models: the class to draw "
                               "(-1: every class in turn).")
+_MODE = flags.DEFINE_enum("mode", "samples", ["samples", "traversal", "conditional"],
+                          "samples: draw from the model. traversal (latent models): sweep the "
+                          "most used latent dimensions of test images. conditional (latent "
+                          "models): keep the dimensions a test image uses and redraw their values.")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 4, "traversal/conditional: test images to "
+                                   "encode.", lower_bound=1)
 _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "
                           "rather than a binary draw.")
 flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model"], required=True)
@@ -38,8 +46,9 @@ def main(argv):
   else:
     path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
                                 num_columns=_COLUMNS.value, mean=_MEAN.value,
-                                inpaint=_INPAINT.value, label=_LABEL.value)
-  print(f"wrote {_NUM.value} samples to {path}")
+                                inpaint=_INPAINT.value, label=_LABEL.value, mode=_MODE.value,
+                                num_images=_NUM_IMAGES.value)
+  print(f"wrote {_MODE.value} grid to {path}")
 
 
 def run():

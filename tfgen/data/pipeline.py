@@ -116,7 +116,7 @@ def _common(example):
 
 
 def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: int = 0,
-         splits=("train", "validation", "test")) -> Data:
+         splits=("train", "validation", "test"), train_for_eval: bool = False) -> Data:
   """Builds the train / validation / test pipelines of the data set `config.name`.
 
   Args:
@@ -127,6 +127,8 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
     eval_batch_size: batch size of validation and test pipelines (defaults to batch_size).
     seed: seeds the training shuffle and the dynamic binarization.
     splits: which splits to build (the others are left None), so evaluation need not touch train.
+    train_for_eval: build `train` like the evaluation splits (every example once, in order,
+      binarized once), for reading codes or statistics off the training set.
 
   Returns:
     A `Data` with batched datasets of dicts: `image` float32 [B, H, W, C] in [0, 1] ({0, 1} for
@@ -160,7 +162,7 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
       counts[split] = min(counts[split], config.limit)
     ds = ds.map(_shape_checked(config.name, raw.image_shape))
     ds = ds.map(_common, num_parallel_calls=tf.data.AUTOTUNE)
-    if split == "train":
+    if split == "train" and not train_for_eval:
       datasets[split] = _train_pipeline(ds, counts[split], raw.binarization, batch_size, seed)
     else:
       datasets[split] = _eval_pipeline(ds, raw.binarization, eval_batch_size)

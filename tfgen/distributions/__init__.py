@@ -2,3 +2,4 @@
 
 from tfgen.distributions.discretized import Discretized8Bit
 from tfgen.distributions.likelihoods import LIKELIHOODS, PixelLikelihood
+from tfgen.distributions.spike_and_slab import SpikeAndSlab

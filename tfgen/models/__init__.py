@@ -5,6 +5,7 @@ from tfgen.models import made
 from tfgen.models import nade
 from tfgen.models import pixelcnn
 from tfgen.models import vae
+from tfgen.models import vsc
 from tfgen.models.autoregressive import AutoregressiveModel
 from tfgen.models.base import GenerativeModel, LatentVariableModel
 from tfgen.models.registry import MODELS, build

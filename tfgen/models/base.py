@@ -136,6 +136,14 @@ class LatentVariableModel(GenerativeModel):
     """The deterministic code of each image, E_q[z_1], [B, latent size] (features for probes)."""
     return self.encode(self.check_images(x)).mean()
 
+  def prob_active(self, x: tf.Tensor) -> tf.Tensor:
+    """Per image and latent dimension, the probability the code uses it, [B, latent size].
+
+    1 everywhere for dense codes; sparse-code models (VSC) return their posterior's γ.
+    """
+    codes = self.codes(x)
+    return tf.ones_like(codes)
+
   def num_active_dimensions(self, x: tf.Tensor) -> Optional[tf.Tensor]:
     """Per-example count of latent dimensions the code uses, [B]; None for dense codes."""
     del x
