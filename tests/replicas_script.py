@@ -26,6 +26,7 @@ import tensorflow_probability as tfp
 
 from tfgen import config as config_lib
 from tfgen import data
+from tfgen import errors
 from tfgen import models
 from tfgen import train
 
@@ -107,6 +108,12 @@ def main():
         result = train.train(toy_config(epochs), f"{workdir}/{name}", strategy=strategy,
                              show_progress=False)
         out[name][f"epochs{epochs}"] = trained(result)
+    config = toy_config()
+    config.train.batch_size = 9  # Not a multiple of the 2 replicas.
+    try:
+      train.train(config, f"{workdir}/odd", strategy=strategy, show_progress=False)
+    except errors.ConfigError as e:
+      out["odd_batch_error"] = str(e)
   elif MODE == "worker":
     workdir, epochs = sys.argv[2], int(sys.argv[3])
     logging.set_verbosity(logging.INFO)

@@ -96,6 +96,7 @@ def test_two_replicas_make_the_same_updates_as_one(one_process):
                                                            abs=1e-4)
   # The weights were trained, not left at their zero initialization.
   assert max(np.abs(np.array(w)).max() for w in two["epochs2"]["weights"]) > 1e-3
+  assert "must be a multiple of the 2 replicas" in one_process["odd_batch_error"]
 
 
 @pytest.fixture(scope="module")
