@@ -17,9 +17,9 @@ from tfgen import tune
 from tfgen import workdir as workdir_lib
 from tfgen.models import vae
 
-# With this oracle seed the tiny space's random draws include a latent size of 2, which the
-# tests below make fail, and a configuration better than the defaults.
-SEED = 4
+# With this oracle seed the tiny space's first random draw has latent size 2, which the tests
+# below make fail, and a later one beats the defaults.
+SEED = 7
 STEPS_PER_EPOCH = 256 // 32
 
 
@@ -77,13 +77,13 @@ def test_search_records_failures_resumes_and_beats_the_defaults(tune_config, sea
   interrupted = list(csv.DictReader(open(os.path.join(search_dir, tune.TABLE_CSV))))
   assert interrupted[2]["status"] == "INTERRUPTED"
 
-  # Second start, two more trials: the finished ones are not trained again, trial 2 resumes
+  # Second start, one more trial: the finished ones are not trained again, trial 2 resumes
   # from the checkpoint of its first epoch.
   monkeypatch.undo()
   _failing_latent_size_2(monkeypatch)
   second = _count_trainings(monkeypatch)
-  rows = tune.search(tune_config, search_dir, tuner="random", max_trials=5, seed=SEED)
-  assert [trial for trial, _ in second] == ["2", "3", "4"]
+  rows = tune.search(tune_config, search_dir, tuner="random", max_trials=4, seed=SEED)
+  assert [trial for trial, _ in second] == ["2", "3"]
   assert second[0][1].endswith(f"ckpt-{STEPS_PER_EPOCH}")
 
   by_status = {}
@@ -94,7 +94,8 @@ def test_search_records_failures_resumes_and_beats_the_defaults(tune_config, sea
     assert row["latent_size"] == 2 and row["objective"] is None
     assert "NonFiniteLossError" in row["error"]
   completed = by_status["COMPLETED"]
-  assert len(completed) >= 3 and all(r["epochs"] == 2 for r in completed)
+  assert [r["trial"] for r in by_status["FAILED"]] == ["1"]  # Trials after it completed.
+  assert len(completed) == 3 and all(r["epochs"] == 2 for r in completed)
   default = next(r for r in rows if r["defaults"])
   assert default["trial"] == "0" and default["learning_rate"] == tune_config.train.learning_rate
   best = min(completed, key=lambda r: r["objective"])
@@ -128,7 +129,7 @@ def test_tfgen_tune_continues_the_search_and_tfgen_train_runs_the_best_config(
   # The finished search again from the command line: nothing is trained, the table is printed.
   result = subprocess.run(
       [os.path.join(bin_dir, "tfgen-tune"), "--config=configs/iwae.py:tiny", "--tuner=random",
-       "--max_trials=5", f"--seed={SEED}", f"--workdir={search_dir}",
+       "--max_trials=4", f"--seed={SEED}", f"--workdir={search_dir}",
        f"--config.data.manual_dir={binarized_mnist_dir}",
        f"--config.data.data_dir={tfds_data_dir}", "--config.train.eval_every_epochs=0"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -164,10 +165,10 @@ def test_another_search_in_the_same_workdir_is_refused(tune_config, search_dir):
   if not os.path.exists(os.path.join(search_dir, tune.SEARCH_FILE)):
     pytest.skip("needs the search of the first test")
   with pytest.raises(errors.WorkdirError, match="another tuner"):
-    tune.search(tune_config, search_dir, tuner="bayesian", max_trials=5)
+    tune.search(tune_config, search_dir, tuner="bayesian", max_trials=4)
   tune_config.model.activation = "relu"
   with pytest.raises(errors.WorkdirError, match="another config"):
-    tune.search(tune_config, search_dir, tuner="random", max_trials=5)
+    tune.search(tune_config, search_dir, tuner="random", max_trials=4)
 
 
 def test_a_bad_space_is_one_config_error(tune_config, tmp_path):

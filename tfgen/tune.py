@@ -401,7 +401,11 @@ def trial_rows(tuner_obj: ConfigTuner) -> List[Dict]:
            "defaults": all(values.get(k) == v for k, v in defaults.items())}
     row.update({name: values.get(name) for name in names})
     row["continues"] = values.get("tuner/trial_id")
-    row["error"] = record.get("error", "")
+    error = record.get("error", "")
+    if not error and trial.message and status != "COMPLETED":
+      # An unexpected exception: keras-tuner kept its traceback; its last line names it.
+      error = [line for line in trial.message.splitlines() if line.strip()][-1]
+    row["error"] = error
     rows.append(row)
   return rows
 
