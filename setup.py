@@ -34,6 +34,7 @@ setuptools.setup(
             "tfgen-evaluate=tfgen.apps.evaluate:run",
             "tfgen-sample=tfgen.apps.sample:run",
             "tfgen-export=tfgen.apps.export:run",
+            "tfgen-tune=tfgen.apps.tune:run",
         ],
     },
 )

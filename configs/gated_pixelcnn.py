@@ -31,8 +31,14 @@ def get_config(arg: str = ""):
   config_lib.decaying_adam(config, batch_size=64, num_epochs=opts["epochs"],
                            checkpoint_every_epochs=1)
   config.train.steps_per_execution = 10
+  # tfgen-tune (docs/tuning.md): exact validation NLL over these.
+  space = config.tuning.space
+  space.channels = config_lib.search_choice(
+      "model.channels", sorted({opts["channels"] // 2, opts["channels"], 2 * opts["channels"]}))
+  space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 1e-2, log=True)
   if opts["tiny"]:
     config.model.num_layers = 3
     config.model.channels = 8
+    space.channels = config_lib.search_choice("model.channels", (4, 8, 16))
     config_lib.make_tiny(config, limit=128, steps_per_execution=2)
   return config

@@ -27,6 +27,11 @@ The paper's numbers (Table 1, dynamically binarized MNIST, test NLL in nats, k=5
   VAE  2 layers, k=50: 85.33        IWAE 2 layers, k=50: 82.90
 tfgen measured, default config (fixed binarization, 100 epochs, batch 20): test NLL 91.62 at k=5000;
 every figure with its command is in docs/vae.md and docs/results.md.
+
+Hyperparameter search (config.tuning.space below; docs/tuning.md): learning rate, k, and for one
+stochastic layer the latent and hidden sizes, scored by the validation NLL at k=100:
+
+  tfgen-tune --config=configs/iwae.py --tuner=bayesian --max_trials=20 --workdir=/tmp/tune
 """
 
 from tfgen import config as config_lib
@@ -56,6 +61,12 @@ def get_config(arg: str = ""):
   model.activation = "tanh"
   model.batch_norm = opts["batch_norm"]
   model.analytic_kl = True
+  space = config.tuning.space
+  space.num_importance_samples = config_lib.search_choice(
+      "model.num_importance_samples", sorted({1, 5, opts["k"]}))
+  if opts["layers"] == 1:  # One value each; two layers have sizes that differ per layer.
+    space.latent_size = config_lib.search_choice("model.latent_sizes", (20, 50, 100))
+    space.hidden_size = config_lib.search_choice("model.hidden_sizes", (100, 200, 400))
 
   train = config.train
   if opts["schedule"] == "paper":
@@ -77,6 +88,10 @@ def get_config(arg: str = ""):
     train.final_learning_rate_factor = 0.1
     train.checkpoint_every_epochs = 10
     train.eval_every_epochs = 5
+  space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 1e-2, log=True)
+  # The same k for every trial, whatever k it trains with.
+  config.tuning.objective = "nll"
+  config.tuning.num_importance_samples = 100
 
   if opts["tiny"]:
     model.latent_sizes = tuple(4 for _ in model.latent_sizes)
@@ -84,4 +99,9 @@ def get_config(arg: str = ""):
     config_lib.make_tiny(config)
     config.eval.num_importance_samples = 10
     config.eval.chunk_size = 4
+    if opts["layers"] == 1:
+      space.latent_size = config_lib.search_choice("model.latent_sizes", (2, 4, 8))
+      space.hidden_size = config_lib.search_choice("model.hidden_sizes", (8, 16, 32))
+    space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 3e-2, log=True)
+    config.tuning.num_importance_samples = 10
   return config

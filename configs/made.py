@@ -31,8 +31,14 @@ def get_config(arg: str = ""):
   config.model.ordering = opts["ordering"]
   config.model.seed = 0
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"])
+  # tfgen-tune (docs/tuning.md): exact validation NLL over these; the width sets every layer.
+  space = config.tuning.space
+  space.hidden_size = config_lib.search_choice("model.hidden_sizes",
+                                               sorted({500, 2000, 8000, opts["hidden"]}))
+  space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 1e-2, log=True)
   if opts["tiny"]:
     config.model.hidden_sizes = (32,) * opts["layers"]
+    space.hidden_size = config_lib.search_choice("model.hidden_sizes", (16, 32, 64))
     config.model.num_masks = 4
     config.model.num_eval_masks = 2
     config_lib.make_tiny(config)

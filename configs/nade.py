@@ -28,7 +28,13 @@ def get_config(arg: str = ""):
   config.model.ordering = opts["ordering"]
   config.model.ordering_seed = 0
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"])
+  # tfgen-tune (docs/tuning.md): exact validation NLL over these.
+  space = config.tuning.space
+  space.hidden_size = config_lib.search_choice("model.hidden_size",
+                                               sorted({250, 500, 1000, opts["hidden"]}))
+  space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 1e-2, log=True)
   if opts["tiny"]:
     config.model.hidden_size = 16
+    space.hidden_size = config_lib.search_choice("model.hidden_size", (8, 16, 32))
     config_lib.make_tiny(config)
   return config

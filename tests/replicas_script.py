@@ -1,20 +1,32 @@
-"""Run by test_distribute.py in a fresh process: 2 logical CPUs must be set before TF starts."""
+"""Run by test_distribute.py in fresh processes: devices and strategies must be set up first.
+
+  python tests/replicas_script.py mirrored OUT       # default strategy, then 2 logical CPU
+                                                     # devices: 1 epoch, restarted for a 2nd
+  TF_CONFIG=... python tests/replicas_script.py worker WORKDIR EPOCHS
+                                                     # one MultiWorkerMirroredStrategy worker
+
+Each prints one JSON line last: the trained weights and steps.
+"""
 
 import json
 import sys
 
 import tensorflow as tf
 
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+MODE = sys.argv[1]
+if MODE == "mirrored":
+  tf.config.set_logical_device_configuration(
+      tf.config.list_physical_devices("CPU")[0],
+      [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
-import numpy as np  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import logging
+import numpy as np
 import tensorflow_probability as tfp
 
 from tfgen import config as config_lib
 from tfgen import data
-from tfgen import evaluate
+from tfgen import errors
 from tfgen import models
 from tfgen import train
 
@@ -64,25 +76,59 @@ class FullyVisibleSigmoidBeliefNet(models.GenerativeModel):
     return tf.zeros((num,) + self.image_shape)
 
 
-def main(workdir):
+def toy_config(num_epochs=2):
   config = config_lib.base_config()
   config.model.name = "fvsbn_test"
   config.data.name = "toy_binary"
   config.train.batch_size = 8
-  config.train.num_epochs = 2
+  config.train.num_epochs = num_epochs
   config.train.learning_rate = 0.01
   config.train.steps_per_execution = 3
+  config.train.checkpoint_every_epochs = 1
   config.train.eval_every_epochs = 0
-  weights = {}
-  for name, strategy in [("one", tf.distribute.get_strategy()),
-                         ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
-    assert strategy.num_replicas_in_sync == (2 if name == "two" else 1)
-    result = train.train(config, f"{workdir}/{name}", strategy=strategy, show_progress=False)
-    model = evaluate.load_trained(f"{workdir}/{name}", splits=()).model
-    weights[name] = [w.numpy().tolist() for w in model.weights]
-    weights[name + "_step"] = result.step
-  print(json.dumps(weights))
+  return config
+
+
+def trained(result):
+  """The weights this process holds (not re-read from the chief's checkpoint)."""
+  return {"weights": [np.asarray(w.numpy()).tolist() for w in result.model.weights],
+          "step": result.step,
+          "loss": result.train_metrics["loss"], "checkpoint": result.checkpoint}
+
+
+def main():
+  out = {}
+  if MODE == "mirrored":
+    workdir = sys.argv[2]
+    for name, strategy in [("one", tf.distribute.get_strategy()),
+                           ("two", train.make_strategy("mirrored"))]:
+      assert strategy.num_replicas_in_sync == (2 if name == "two" else 1)
+      out[name] = {}
+      for epochs in (1, 2):  # Stopped after one epoch, then started again for a second.
+        result = train.train(toy_config(epochs), f"{workdir}/{name}", strategy=strategy,
+                             show_progress=False)
+        out[name][f"epochs{epochs}"] = trained(result)
+    config = toy_config()
+    config.train.batch_size = 9  # Not a multiple of the 2 replicas.
+    try:
+      train.train(config, f"{workdir}/odd", strategy=strategy, show_progress=False)
+    except errors.ConfigError as e:
+      out["odd_batch_error"] = str(e)
+  elif MODE == "worker":
+    workdir, epochs = sys.argv[2], int(sys.argv[3])
+    logging.set_verbosity(logging.INFO)
+    strategy = train.make_strategy("auto")
+    out["strategy"] = ("MultiWorkerMirroredStrategy"
+                       if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                       else type(strategy).__name__)
+    out["replicas"] = strategy.num_replicas_in_sync
+    out["chief"] = train.is_chief(strategy)
+    result = train.train(toy_config(epochs), workdir, strategy=strategy, show_progress=False)
+    out.update(trained(result))
+  else:
+    raise SystemExit(f"unknown mode {MODE!r}")
+  print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  main()

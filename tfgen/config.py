@@ -63,7 +63,44 @@ def base_config() -> ml_collections.ConfigDict:
   # Importance samples drawn at once per example; bounds memory whatever num_importance_samples.
   config.eval.chunk_size = 500
   config.eval.split = "test"
+
+  # tfgen-tune (docs/tuning.md). `space` maps hyperparameter names to the specs that
+  # search_float / search_int / search_choice below make, each naming the config field it sets.
+  config.tuning = ml_collections.ConfigDict()
+  # "nll": validation NLL (exact, or minus the IWAE bound with num_importance_samples for
+  # latent-variable models, the same k for every trial); or the name of one of the model's
+  # bounds (e.g. "elbo"), minimized as its negative.
+  config.tuning.objective = "nll"
+  config.tuning.num_importance_samples = 100
+  # The first trial trains the config's own values, so every search reports the defaults'
+  # objective under the same budget.
+  config.tuning.include_defaults = True
+  config.tuning.hyperband_factor = 3
+  config.tuning.space = ml_collections.ConfigDict()
   return config
+
+
+def search_float(field: str, low: float, high: float,
+                 log: bool = False) -> ml_collections.ConfigDict:
+  """A real hyperparameter in [low, high] (log-uniform with log=True) for config field `field`.
+
+  `field` is a dotted path such as "train.learning_rate". Where the field holds a (nested) tuple,
+  e.g. model.hidden_sizes = ((200, 200),), the drawn value replaces every number in it.
+  """
+  return ml_collections.ConfigDict(dict(kind="float", field=field, min=float(low),
+                                        max=float(high), log=bool(log)))
+
+
+def search_int(field: str, low: int, high: int, step: int = 1,
+               log: bool = False) -> ml_collections.ConfigDict:
+  """An integer hyperparameter in [low, high] for config field `field` (see search_float)."""
+  return ml_collections.ConfigDict(dict(kind="int", field=field, min=int(low), max=int(high),
+                                        step=int(step), log=bool(log)))
+
+
+def search_choice(field: str, values) -> ml_collections.ConfigDict:
+  """A hyperparameter taking one of `values` for config field `field` (see search_float)."""
+  return ml_collections.ConfigDict(dict(kind="choice", field=field, values=tuple(values)))
 
 
 def decaying_adam(config: ml_collections.ConfigDict, batch_size: int, num_epochs: int,

@@ -19,3 +19,7 @@ class WorkdirError(TfgenError):
 
 class NonFiniteLossError(TfgenError):
   """Training produced a NaN or infinite loss."""
+
+
+class TuningError(TfgenError):
+  """A hyperparameter search that could not finish: no trial completed, or too many failed."""

@@ -9,7 +9,9 @@ workdir lock and non-finite losses.
 """
 
 import dataclasses
+import json
 import os
+import shutil
 import time
 from typing import Dict, Optional
 
@@ -34,11 +36,67 @@ RECONSTRUCTIONS_PNG = "reconstructions.png"
 NUM_GRID_IMAGES = 64
 
 
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def num_workers_in_tf_config() -> int:
+  """Number of tasks (chief and workers) the TF_CONFIG environment variable names; 0 without it."""
+  text = os.environ.get("TF_CONFIG", "")
+  if not text:
+    return 0
+  try:
+    cluster = json.loads(text).get("cluster", {})
+  except (ValueError, AttributeError) as e:
+    raise errors.ConfigError(f"TF_CONFIG is not a JSON object: {text!r}") from e
+  return sum(len(cluster.get(kind, ())) for kind in ("chief", "worker"))
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+  """The tf.distribute strategy called `name`; build it before any other TensorFlow work.
+
+  Args:
+    name: "auto": MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else
+      MirroredStrategy when several GPUs are visible, else the default strategy (one device).
+      "one_device": the first GPU, or the CPU. "mirrored": every local GPU, or every logical CPU
+      device when there is no GPU (see tfgen-train --cpu_devices). "multi_worker":
+      MultiWorkerMirroredStrategy configured by TF_CONFIG (one worker without it).
+
+  Raises:
+    ConfigError: an unknown name or an unreadable TF_CONFIG.
+  """
+  if name not in STRATEGIES:
+    raise errors.ConfigError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+  if name == "auto":
+    if num_workers_in_tf_config() > 1:
+      name = "multi_worker"
+    elif len(tf.config.list_logical_devices("GPU")) > 1:
+      name = "mirrored"
+    else:
+      return tf.distribute.get_strategy()
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+  return tf.distribute.MirroredStrategy(gpus or [d.name for d in
+                                                 tf.config.list_logical_devices("CPU")])
+
+
 def default_strategy() -> tf.distribute.Strategy:
-  """MirroredStrategy when several GPUs are visible, else the default (one-device) strategy."""
+  """What `make_strategy("auto")` gives when TF_CONFIG is absent: Mirrored on several GPUs."""
   if len(tf.config.list_logical_devices("GPU")) > 1:
     return tf.distribute.MirroredStrategy()
   return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run's checkpoints, TensorBoard events and PNGs."""
+  return bool(strategy.extended.should_checkpoint)
+
+
+def _task_id(strategy: tf.distribute.Strategy) -> int:
+  resolver = getattr(strategy, "cluster_resolver", None)
+  return int(resolver.task_id or 0) if resolver is not None else 0
 
 
 @dataclasses.dataclass
@@ -50,6 +108,8 @@ class TrainResult:
   train_metrics: Dict[str, float]
   validation_metrics: Dict[str, float]
   checkpoint: Optional[str]
+  # The trained model as this process holds it (on every worker of a multi-worker run).
+  model: Optional[models.GenerativeModel] = None
 
 
 class Trainer:
@@ -169,7 +229,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[s
     workdir: where checkpoints, TensorBoard events, PNGs and the config are written.
     init_from: another run's workdir to take the initial model weights from (ignored when
       workdir already holds a checkpoint, which takes precedence).
-    strategy: a tf.distribute strategy; default: `default_strategy()`.
+    strategy: a tf.distribute strategy; default: `default_strategy()`. Under
+      MultiWorkerMirroredStrategy every worker passes the same workdir (a file system they
+      share): the chief writes checkpoints, events, PNGs and the config there, the other workers
+      write their copies of the checkpoints into a temporary folder beside them that is deleted
+      after each save, and every worker restores from the chief's checkpoints.
     show_progress: draw a progress bar on stdout.
 
   Returns:
@@ -181,19 +245,36 @@ def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[s
   """
   config_lib.validate(config)
   check_names(config)
-  with workdir_lib.locked(workdir):
-    config_lib.save(config, workdir)
-    return _train_locked(config, workdir, init_from, strategy or default_strategy(),
-                         show_progress)
+  strategy = strategy or default_strategy()
+  replicas = strategy.num_replicas_in_sync
+  if config.train.batch_size % replicas:
+    raise errors.ConfigError(f"config.train.batch_size ({config.train.batch_size}) must be a "
+                             f"multiple of the {replicas} replicas in sync, so that every "
+                             "replica gets the same per-replica batch")
+  if is_chief(strategy):
+    with workdir_lib.locked(workdir):
+      config_lib.save(config, workdir)
+      return _train_locked(config, workdir, workdir, init_from, strategy, show_progress)
+  # A non-chief worker: its checkpoint writes (which every worker must make) go to a folder of
+  # its own that is deleted afterwards; the chief's files are the run's.
+  write_dir = os.path.join(workdir, f"worker_{_task_id(strategy)}_tmp")
+  try:
+    with workdir_lib.locked(write_dir):
+      return _train_locked(config, workdir, write_dir, init_from, strategy, show_progress)
+  finally:
+    shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainResult:
+def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress) -> TrainResult:
+  """Trains; `write_dir` is workdir on the chief, a temporary folder on other workers."""
+  chief = write_dir == workdir
   train_cfg = config.train
   # Before the pipelines are built: their shuffle seeds combine with the global seed.
   keras.utils.set_random_seed(config.seed)
   data = data_lib.load(config.data, train_cfg.batch_size, config.eval.batch_size,
                        seed=config.seed)
-  workdir_lib.save_data_info(data.info, workdir)
+  if chief:
+    workdir_lib.save_data_info(data.info, workdir)
   with strategy.scope():
     model = models.build(config.model, data.info)
     model.build_for_images()
@@ -201,7 +282,9 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
     optimizer.build(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-  manager = workdir_lib.checkpoint_manager(checkpoint, workdir, train_cfg.max_checkpoints_to_keep)
+  manager = workdir_lib.checkpoint_manager(checkpoint, write_dir,
+                                           train_cfg.max_checkpoints_to_keep)
+  # Every worker restores from the chief's checkpoints.
   restored = workdir_lib.restore_newest(checkpoint, workdir)
   if restored:
     logging.info("resumed from %s at epoch %d, step %d", restored, _read_int(epoch_var),
@@ -209,12 +292,14 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
   elif init_from:
     logging.info("initial weights from %s", workdir_lib.restore_model(model, init_from))
     # Saved at once so that a resumed run continues from these weights, not from init_from's.
-    restored = manager.save(checkpoint_number=0)
+    _save(manager, 0, chief)
+    restored = True
 
   trainer = Trainer(model, optimizer, strategy, train_cfg.batch_size, config.seed)
-  writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
+  writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
+            if chief else tf.summary.create_noop_writer())
   grid_images = _first_images(data.validation, 32)
-  train_iterable = strategy.experimental_distribute_dataset(data.train)
+  train_iterable = strategy.experimental_distribute_dataset(_sharded_by_data(data.train))
   train_metrics, validation_metrics = {}, {}
   saved_step = _read_int(optimizer.iterations) if restored else -1
   finished_cleanly = nonfinite = False
@@ -242,8 +327,9 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
                    train_cfg.num_epochs, step, _fmt(train_metrics), _fmt(validation_metrics),
                    examples_per_second)
       if (epoch + 1) % train_cfg.checkpoint_every_epochs == 0 or last:
-        saved_step = _save(manager, step)
-        write_image_grids(model, grid_images, workdir, config.seed, step, writer)
+        saved_step = _save(manager, step, chief)
+        if chief:
+          write_image_grids(model, grid_images, workdir, config.seed, step, writer)
     finished_cleanly = True
   except errors.NonFiniteLossError:
     nonfinite = True
@@ -253,13 +339,28 @@ def _train_locked(config, workdir, init_from, strategy, show_progress) -> TrainR
     # after a non-finite loss: then the last good checkpoint must stay the newest.
     step = _read_int(optimizer.iterations)
     if not finished_cleanly and not nonfinite and step != saved_step:
-      saved_step = _save(manager, step)
+      saved_step = _save(manager, step, chief)
     writer.flush()
-  if not os.path.exists(os.path.join(workdir, SAMPLES_PNG)):
+  if chief and not os.path.exists(os.path.join(workdir, SAMPLES_PNG)):
     write_image_grids(model, grid_images, workdir, config.seed, _read_int(optimizer.iterations),
                       writer)
+  newest = manager.latest_checkpoint
+  if newest and not chief:  # This worker's copy is deleted; name the chief's.
+    newest = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR, os.path.basename(newest))
   return TrainResult(_read_int(epoch_var), _read_int(optimizer.iterations), train_metrics,
-                     validation_metrics, manager.latest_checkpoint)
+                     validation_metrics, newest, model)
+
+
+def _sharded_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """Sets tf.data auto-sharding to split every global batch between the workers.
+
+  Each worker reads the same shuffled stream (same seed) and keeps its part of every global batch,
+  so a step sees the same examples on any number of workers; sharding by file would give each
+  worker different files (and fails when there are fewer files than workers).
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options)
 
 
 def _run_epoch(trainer, train_iterable, steps_per_epoch, steps_per_execution, epoch, train_cfg,
@@ -293,9 +394,12 @@ def _read_int(variable) -> int:
   return int(tf.convert_to_tensor(variable).numpy())
 
 
-def _save(manager, step: int) -> int:
+def _save(manager, step: int, chief: bool = True) -> int:
   path = manager.save(checkpoint_number=step)
-  logging.info("saved %s", path)
+  if chief:
+    logging.info("saved %s", path)
+  else:
+    shutil.rmtree(manager.directory, ignore_errors=True)
   return step
 
 

@@ -3,6 +3,11 @@
   tfgen-train --config=configs/iwae.py --workdir=/tmp/run
   tfgen-train --config=configs/iwae.py:model=iwae,k=5 --config.train.batch_size=20 --workdir=...
   tfgen-train --config=configs/iwae.py:model=iwae --init_from=/tmp/vae_run --workdir=/tmp/iwae
+  tfgen-train --config=configs/iwae.py --strategy=mirrored --workdir=...    # every local GPU
+  TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker",
+      "index": 0}}' tfgen-train --config=configs/iwae.py --workdir=/shared/run   # on each host
+
+See docs/scaling.md.
 """
 
 from absl import app
@@ -19,15 +24,37 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, Tens
                                "PNGs and the config; an existing run there is resumed.")
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Workdir of another run whose newest weights "
                                  "initialize this run's model (e.g. VAE -> IWAE).")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker"],
+    "tf.distribute strategy. auto: MultiWorkerMirroredStrategy when TF_CONFIG names several "
+    "workers, MirroredStrategy when several GPUs are visible, else one device. mirrored: every "
+    "local GPU (every logical CPU device without GPUs). multi_worker: configured by TF_CONFIG.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 1, "Split the CPU into this many logical devices (to try --strategy=mirrored "
+    "on a machine without GPUs).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _CPU_DEVICES.value < 1:
+    raise app.UsageError(f"--cpu_devices must be >= 1, got {_CPU_DEVICES.value}")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfgen import train  # Imported after flag parsing so --help is fast.
+  if _CPU_DEVICES.value > 1:
+    # Before anything else touches TensorFlow's devices.
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration() for _ in range(_CPU_DEVICES.value)])
+  # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+  strategy = train.make_strategy(_STRATEGY.value)
   logging.set_verbosity(logging.INFO)
-  result = train.train(_CONFIG.value, _WORKDIR.value, init_from=_INIT_FROM.value)
+  if strategy.num_replicas_in_sync > 1:
+    logging.info("%s with %d replicas in sync", type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
+  result = train.train(_CONFIG.value, _WORKDIR.value, init_from=_INIT_FROM.value,
+                       strategy=strategy)
   print(f"trained to epoch {result.epoch}, step {result.step}; checkpoint {result.checkpoint}")
 
 
