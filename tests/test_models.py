@@ -17,6 +17,8 @@ TINY_VARIANTS = {
     "made": [("made", "tiny"), ("made", "tiny,layers=2,ordering=random")],
     "pixelcnn": [("pixelcnn", "tiny")],
     "gated_pixelcnn": [("gated_pixelcnn", "tiny")],
+    "conv_vae": [("conv_vae", "tiny")],
+    "ssvae": [("ssvae", "tiny")],
 }
 CASES = [(name, cfg, variant) for name, variants in TINY_VARIANTS.items()
          for cfg, variant in variants]

@@ -12,8 +12,57 @@ from tfgen import seeding
 from tfgen import viz
 
 
+def _class_conditional_latent(trained, mode: str):
+  model = trained.model
+  if not (model.class_conditional and isinstance(model, models.LatentVariableModel)):
+    raise errors.ConfigError(f"--mode={mode} needs a class-conditional latent-variable model "
+                             f"(ssvae); {trained.config.model.name!r} is not")
+  return model
+
+
+def class_style_grid(model, num_styles: int, seed, mean: bool = True) -> np.ndarray:
+  """Rows are the classes, columns styles z ~ p(z), one z shared down each column.
+
+  Returns:
+    uint8 picture of num_classes x num_styles images.
+  """
+  z = model.prior().sample(num_styles, seed=seeding.fold_in(seed, 0))
+  classes = model.num_classes
+  z_grid = tf.tile(z, [classes, 1])  # Row-major: row c holds every style with class c.
+  labels = tf.repeat(tf.range(classes), num_styles)
+  p_x = model.decode(z_grid, labels=labels)
+  images = p_x.mean() if mean else p_x.sample(seed=seeding.fold_in(seed, 1))
+  return viz.image_grid(images.numpy(), num_styles)
+
+
+def analogy_grid(trained, num: int, seed: int = 0, mean: bool = True) -> np.ndarray:
+  """Analogies: each row a test image, then its style z decoded with every class in turn.
+
+  z is the mean of q(z | x, y) with the image's own label y where the split has labels (else the
+  classifier's guess), so the row keeps the writing style and changes only the class.
+  """
+  model = _class_conditional_latent(trained, "analogies")
+  batch = next(iter(trained.data.test.unbatch().batch(num)))
+  images = batch["image"]
+  labels = batch.get("label")
+  z = model.encode(images, labels=labels).mean()  # [num, latent]
+  classes = model.num_classes
+  p_x = model.decode(tf.repeat(z, classes, axis=0),
+                     labels=tf.tile(tf.range(classes), [tf.shape(z)[0]]))
+  draws = p_x.mean() if mean else p_x.sample(seed=seeding.as_seed(seed))
+  decoded = tf.reshape(draws, [-1, classes] + list(model.image_shape))
+  rows = tf.concat([images[:, None], decoded], axis=1)
+  return viz.image_grid(tf.reshape(rows, [-1] + list(model.image_shape)).numpy(), classes + 1)
+
+
+# tfgen-sample --mode: `samples` is sample_grid's own path; the others draw a picture from a run
+# loaded with its test split: (trained, num, seed, mean) -> uint8 picture.
+MODES = {"samples": None, "analogies": analogy_grid}
+
+
 def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: int = 0,
-                mean: bool = True, inpaint: bool = False, label: int = -1) -> str:
+                mean: bool = True, inpaint: bool = False, label: int = -1,
+                mode: str = "samples") -> str:
   """Draws `num` images from workdir's newest checkpoint and writes them as a PNG grid.
 
   Args:
@@ -25,13 +74,28 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
     mean: pixel probabilities of the last conditional instead of a draw.
     inpaint: autoregressive models only: take the first `num` test images, keep their top half
       and draw the bottom half; the grid alternates rows of originals and completions.
-    label: class-conditional models: the class to draw (-1: classes 0, 1, 2, ... in turn).
+    label: class-conditional models: the class to draw (-1: classes 0, 1, 2, ... in turn; for
+      class-conditional latent-variable models a grid of classes (rows) by styles z (columns),
+      num // classes of them).
+    mode: "samples" (the above) or another key of MODES, e.g. "analogies".
 
   Returns:
     The path written.
+
+  Raises:
+    ConfigError: an unknown mode, or one the run's model does not support.
   """
+  if mode not in MODES:
+    raise errors.ConfigError(f"unknown --mode {mode!r}; known: {', '.join(MODES)}")
+  if MODES[mode] is not None:
+    trained = evaluate.load_trained(workdir, splits=("test",))
+    return viz.write_png(out, MODES[mode](trained, num, seed=seed, mean=mean))
   trained = evaluate.load_trained(workdir, splits=("test",) if inpaint else ())
   model = trained.model
+  if (label < 0 and not inpaint and model.class_conditional
+      and isinstance(model, models.LatentVariableModel)):
+    styles = max(num // model.num_classes, 1)
+    return viz.write_png(out, class_style_grid(model, styles, seeding.as_seed(seed), mean))
   extra = {}
   if model.class_conditional:
     labels = np.full([num], label) if label >= 0 else np.arange(num) % trained.info.num_classes

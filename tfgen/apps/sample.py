@@ -4,6 +4,8 @@
   tfgen-sample --saved_model=/tmp/run_savedmodel --num=64 --out=grid.png
   tfgen-sample --workdir=/tmp/pixelcnn --num=16 --inpaint --out=inpainted.png
   tfgen-sample --workdir=/tmp/gated --num=16 --label=3 --out=threes.png
+  tfgen-sample --workdir=/tmp/ssvae --num=100 --out=classes.png   # rows: classes, columns: z
+  tfgen-sample --workdir=/tmp/ssvae --mode=analogies --num=10 --out=analogies.png
 """
 
 from absl import app
@@ -24,6 +26,9 @@ _LABEL = flags.DEFINE_integer("label", -1, "Class-conditional models: the class 
                               "(-1: every class in turn).")
 _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "
                           "rather than a binary draw.")
+_MODE = flags.DEFINE_string("mode", "samples", "What to draw: samples (the default), or "
+                            "analogies (class-conditional latent models: each test image's "
+                            "style z decoded with every class; --num test images).")
 flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model"], required=True)
 
 
@@ -38,8 +43,9 @@ def main(argv):
   else:
     path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
                                 num_columns=_COLUMNS.value, mean=_MEAN.value,
-                                inpaint=_INPAINT.value, label=_LABEL.value)
-  print(f"wrote {_NUM.value} samples to {path}")
+                                inpaint=_INPAINT.value, label=_LABEL.value, mode=_MODE.value)
+  what = "samples" if _MODE.value == "samples" else _MODE.value
+  print(f"wrote {_NUM.value} {what} to {path}")
 
 
 def run():
