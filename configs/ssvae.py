@@ -28,7 +28,7 @@ see docs/ssvae.md and docs/results.md.
 from tfgen import config as config_lib
 
 VARIANT_DEFAULTS = dict(data="mnist_5k", labels=100, alpha=1.0, latent=50, hidden=500,
-                        classifier="mlp", dropout=0.0, epochs=300, tiny=False)
+                        classifier="mlp", dropout=0.0, input_dropout=0.0, epochs=300, tiny=False)
 
 
 def get_config(arg: str = ""):
@@ -48,6 +48,7 @@ def get_config(arg: str = ""):
   model.alpha = opts["alpha"]
   model.classifier = opts["classifier"]
   model.classifier_dropout = opts["dropout"]
+  model.classifier_input_dropout = opts["input_dropout"]
   model.likelihood = "bernoulli"
 
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"],

@@ -220,12 +220,12 @@ def build_archive(model, info) -> keras.export.ExportArchive:
       archive.add_endpoint("decode", module.decode, input_signature=[latents, labels])
     else:
       archive.add_endpoint("decode", module.decode, input_signature=[latents])
-  if model.infers_labels:
-    archive.add_endpoint("classify", module.classify, input_signature=[images])
   elif model.class_conditional:
     archive.add_endpoint("log_prob", module.log_prob_conditional, input_signature=[images, labels])
   else:
     archive.add_endpoint("log_prob", module.log_prob_exact, input_signature=[images])
+  if model.infers_labels:
+    archive.add_endpoint("classify", module.classify, input_signature=[images])
   if isinstance(model, models.AutoregressiveModel):
     archive.add_endpoint("inpaint", module.inpaint, input_signature=[
         images, tf.TensorSpec([None, None, None, None], tf.uint8, name="known"), seed])

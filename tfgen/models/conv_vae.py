@@ -53,7 +53,7 @@ def downsampling_steps(side: int) -> int:
   return steps
 
 
-class _Normed(keras.layers.Layer):
+class Normed(keras.layers.Layer):
   """A layer, then batch normalization and a ReLU (the last layer of a network has neither)."""
 
   def __init__(self, layer, **kwargs):
@@ -111,13 +111,13 @@ class ConvVAE(base.LatentVariableModel):
     conv = lambda c: keras.layers.Conv2D(c, 4, strides=2, padding="same")
     deconv = lambda c: keras.layers.Conv2DTranspose(c, 4, strides=2, padding="same")
     self.encoder_layers = layers.track_list(
-        self, "encoder", [_Normed(conv(c)) for c in widths] + [
-            _Normed(keras.layers.Dense(hidden_size))])
+        self, "encoder", [Normed(conv(c)) for c in widths] + [
+            Normed(keras.layers.Dense(hidden_size))])
     self.encoder_out = keras.layers.Dense(2 * self.latent_size)
     self.decoder_layers = layers.track_list(
-        self, "decoder", [_Normed(keras.layers.Dense(hidden_size)),
-                          _Normed(keras.layers.Dense(math.prod(self.small_shape)))] + [
-            _Normed(deconv(c)) for c in reversed(widths[:-1])])
+        self, "decoder", [Normed(keras.layers.Dense(hidden_size)),
+                          Normed(keras.layers.Dense(math.prod(self.small_shape)))] + [
+            Normed(deconv(c)) for c in reversed(widths[:-1])])
     self.decoder_out = deconv(self.pixels.num_params * depth)
 
   @classmethod

@@ -56,11 +56,11 @@ CLASSIFIERS = ("mlp", "conv")
 
 class Classifier(keras.layers.Layer):
   """q(y | x)'s logits: an MLP on the flat image, or two 3x3 convolution + max-pool blocks
-  (32 and 64 channels) before it; dropout (when > 0) on the input and the hidden layers.
+  (32 and 64 channels) before it; optional dropout on the input pixels and the hidden layers.
   """
 
   def __init__(self, kind, image_shape, hidden_sizes, num_classes, activation, batch_norm,
-               dropout, **kwargs):
+               dropout, input_dropout, **kwargs):
     super().__init__(**kwargs)
     self.image_shape = tuple(image_shape)
     self.convs = layers.track_list(self, "conv", [
@@ -69,11 +69,12 @@ class Classifier(keras.layers.Layer):
     self.pool = keras.layers.MaxPooling2D(2)
     self.mlp = layers.MLP(list(hidden_sizes), num_classes, activation, batch_norm)
     self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
+    self.input_dropout = keras.layers.Dropout(input_dropout) if input_dropout > 0 else None
 
   def call(self, x, training=False):
     h = tf.reshape(x, (-1,) + self.image_shape)
-    if self.dropout is not None:
-      h = self.dropout(h, training=training)
+    if self.input_dropout is not None:
+      h = self.input_dropout(h, training=training)
     for conv in self.convs:
       h = self.pool(conv(h))
     h = tf.reshape(h, [tf.shape(h)[0], math.prod(h.shape[1:])])
@@ -103,7 +104,8 @@ class SSVAE(base.LatentVariableModel):
     likelihood: "bernoulli" for binary images, "logistic" or "normal" for 8-bit intensities.
     binary: whether the images are binary.
     classifier: "mlp" (the paper's) or "conv" (two convolution blocks before the MLP).
-    classifier_dropout: dropout rate on the classifier's input and hidden layers (0: none).
+    classifier_dropout: dropout rate on the classifier's hidden layers (0: none).
+    classifier_input_dropout: dropout rate on the classifier's input pixels (0: none).
     min_scale: floor of the standard deviation of q(z | x, y).
   """
 
@@ -111,7 +113,7 @@ class SSVAE(base.LatentVariableModel):
                hidden_sizes: Sequence[int] = (500,), activation: str = "softplus",
                batch_norm: bool = False, alpha: float = 0.1, likelihood: str = "bernoulli",
                binary: bool = True, classifier: str = "mlp", classifier_dropout: float = 0.0,
-               min_scale: float = 1e-4, **kwargs):
+               classifier_input_dropout: float = 0.0, min_scale: float = 1e-4, **kwargs):
     super().__init__(image_shape, **kwargs)
     if not num_classes or num_classes < 2:
       raise errors.ConfigError(f"the semi-supervised VAE needs labelled classes, got "
@@ -122,8 +124,9 @@ class SSVAE(base.LatentVariableModel):
     if classifier not in CLASSIFIERS:
       raise errors.ConfigError(f"unknown classifier {classifier!r}; known: "
                                f"{', '.join(CLASSIFIERS)}")
-    if not 0 <= classifier_dropout < 1:
-      raise errors.ConfigError(f"classifier_dropout must lie in [0, 1), got {classifier_dropout}")
+    if not (0 <= classifier_dropout < 1 and 0 <= classifier_input_dropout < 1):
+      raise errors.ConfigError("classifier_dropout and classifier_input_dropout must lie in "
+                               f"[0, 1), got {classifier_dropout} and {classifier_input_dropout}")
     self.num_classes = int(num_classes)
     self.latent_size = int(latent_size)
     self.alpha = float(alpha)
@@ -131,7 +134,8 @@ class SSVAE(base.LatentVariableModel):
     self.pixels = likelihoods.build(likelihood, image_shape, binary)
     mlp = lambda out: layers.MLP(list(hidden_sizes), out, activation, batch_norm)
     self.classifier = Classifier(classifier, image_shape, hidden_sizes, self.num_classes,
-                                  activation, batch_norm, classifier_dropout)
+                                  activation, batch_norm, classifier_dropout,
+                                  classifier_input_dropout)
     self.encoder = mlp(2 * self.latent_size)
     self.decoder = mlp(self.pixels.num_params * self.event_size)
 
@@ -141,7 +145,8 @@ class SSVAE(base.LatentVariableModel):
                hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
                batch_norm=config.batch_norm, alpha=config.alpha, likelihood=config.likelihood,
                binary=info.binary, classifier=config.get("classifier", "mlp"),
-               classifier_dropout=config.get("classifier_dropout", 0.0))
+               classifier_dropout=config.get("classifier_dropout", 0.0),
+               classifier_input_dropout=config.get("classifier_input_dropout", 0.0))
 
   @property
   def class_conditional(self) -> bool:
