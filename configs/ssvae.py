@@ -28,7 +28,8 @@ see docs/ssvae.md and docs/results.md.
 from tfgen import config as config_lib
 
 VARIANT_DEFAULTS = dict(data="mnist_5k", labels=100, alpha=1.0, latent=50, hidden=500,
-                        classifier="mlp", dropout=0.0, input_dropout=0.0, epochs=300, tiny=False)
+                        classifier="mlp", dropout=0.0, input_dropout=0.0,
+                        unlabelled_weight=1.0, epochs=300, tiny=False)
 
 
 def get_config(arg: str = ""):
@@ -49,6 +50,7 @@ def get_config(arg: str = ""):
   model.classifier = opts["classifier"]
   model.classifier_dropout = opts["dropout"]
   model.classifier_input_dropout = opts["input_dropout"]
+  model.unlabelled_weight = opts["unlabelled_weight"]
   model.likelihood = "bernoulli"
 
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"],

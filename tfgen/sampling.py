@@ -38,13 +38,13 @@ def class_style_grid(model, num_styles: int, seed, mean: bool = True) -> np.ndar
 def analogy_grid(trained, num: int, seed: int = 0, mean: bool = True) -> np.ndarray:
   """Analogies: each row a test image, then its style z decoded with every class in turn.
 
+  The test images are of classes 0, 1, 2, ... in turn where the split has labels.
+
   z is the mean of q(z | x, y) with the image's own label y where the split has labels (else the
   classifier's guess), so the row keeps the writing style and changes only the class.
   """
   model = _class_conditional_latent(trained, "analogies")
-  batch = next(iter(trained.data.test.unbatch().batch(num)))
-  images = batch["image"]
-  labels = batch.get("label")
+  images, labels = _test_images_of_every_class(trained.data.test, num, model.num_classes)
   z = model.encode(images, labels=labels).mean()  # [num, latent]
   classes = model.num_classes
   p_x = model.decode(tf.repeat(z, classes, axis=0),
@@ -53,6 +53,26 @@ def analogy_grid(trained, num: int, seed: int = 0, mean: bool = True) -> np.ndar
   decoded = tf.reshape(draws, [-1, classes] + list(model.image_shape))
   rows = tf.concat([images[:, None], decoded], axis=1)
   return viz.image_grid(tf.reshape(rows, [-1] + list(model.image_shape)).numpy(), classes + 1)
+
+
+def _test_images_of_every_class(dataset, num: int, num_classes: int):
+  """num test images, of classes 0, 1, 2, ... in turn where the split has labels (test splits
+  may be stored sorted by class), else the first num; returns (images, labels or None)."""
+  wanted = [i % num_classes for i in range(num)]
+  picked = {}
+  for batch in dataset:
+    if "label" not in batch:
+      first = next(iter(dataset.unbatch().batch(num)))
+      return first["image"], None
+    for image, label in zip(batch["image"].numpy(), batch["label"].numpy()):
+      slots = [i for i, c in enumerate(wanted) if c == label and i not in picked]
+      if slots:
+        picked[slots[0]] = (image, label)
+    if len(picked) == num:
+      break
+  order = sorted(picked)  # Classes the split lacks leave their slots out.
+  return (tf.constant(np.stack([picked[i][0] for i in order])),
+          tf.constant([picked[i][1] for i in order], tf.int32))
 
 
 # tfgen-sample --mode: `samples` is sample_grid's own path; the others draw a picture from a run

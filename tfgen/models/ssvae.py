@@ -101,6 +101,8 @@ class SSVAE(base.LatentVariableModel):
     activation: activation of the hidden layers (softplus in the paper).
     batch_norm: batch normalization in the MLPs.
     alpha: weight of the labelled cross-entropy per example (0.1 in the paper's α = 0.1·N).
+    unlabelled_weight: weight of the unlabelled examples' −U(x) in the loss (1: M2; 0: an
+      ablation where only the labelled examples train the model).
     likelihood: "bernoulli" for binary images, "logistic" or "normal" for 8-bit intensities.
     binary: whether the images are binary.
     classifier: "mlp" (the paper's) or "conv" (two convolution blocks before the MLP).
@@ -111,16 +113,17 @@ class SSVAE(base.LatentVariableModel):
 
   def __init__(self, image_shape, num_classes: int, latent_size: int = 50,
                hidden_sizes: Sequence[int] = (500,), activation: str = "softplus",
-               batch_norm: bool = False, alpha: float = 0.1, likelihood: str = "bernoulli",
+               batch_norm: bool = False, alpha: float = 0.1, unlabelled_weight: float = 1.0,
+               likelihood: str = "bernoulli",
                binary: bool = True, classifier: str = "mlp", classifier_dropout: float = 0.0,
                classifier_input_dropout: float = 0.0, min_scale: float = 1e-4, **kwargs):
     super().__init__(image_shape, **kwargs)
     if not num_classes or num_classes < 2:
       raise errors.ConfigError(f"the semi-supervised VAE needs labelled classes, got "
                                f"num_classes={num_classes}")
-    if latent_size < 1 or alpha < 0:
-      raise errors.ConfigError(f"latent_size must be >= 1 and alpha >= 0, got {latent_size} "
-                               f"and {alpha}")
+    if latent_size < 1 or alpha < 0 or unlabelled_weight < 0:
+      raise errors.ConfigError(f"latent_size must be >= 1, alpha and unlabelled_weight >= 0; "
+                               f"got {latent_size}, {alpha} and {unlabelled_weight}")
     if classifier not in CLASSIFIERS:
       raise errors.ConfigError(f"unknown classifier {classifier!r}; known: "
                                f"{', '.join(CLASSIFIERS)}")
@@ -130,6 +133,7 @@ class SSVAE(base.LatentVariableModel):
     self.num_classes = int(num_classes)
     self.latent_size = int(latent_size)
     self.alpha = float(alpha)
+    self.unlabelled_weight = float(unlabelled_weight)
     self.min_scale = min_scale
     self.pixels = likelihoods.build(likelihood, image_shape, binary)
     mlp = lambda out: layers.MLP(list(hidden_sizes), out, activation, batch_norm)
@@ -146,7 +150,8 @@ class SSVAE(base.LatentVariableModel):
                batch_norm=config.batch_norm, alpha=config.alpha, likelihood=config.likelihood,
                binary=info.binary, classifier=config.get("classifier", "mlp"),
                classifier_dropout=config.get("classifier_dropout", 0.0),
-               classifier_input_dropout=config.get("classifier_input_dropout", 0.0))
+               classifier_input_dropout=config.get("classifier_input_dropout", 0.0),
+               unlabelled_weight=config.get("unlabelled_weight", 1.0))
 
   @property
   def class_conditional(self) -> bool:
@@ -260,7 +265,8 @@ class SSVAE(base.LatentVariableModel):
     # Scaled so that the batch mean carries α times the mean cross-entropy of labelled examples.
     share = tf.cast(batch_size, tf.float32) / tf.maximum(num_labelled, 1.0)
     weighted_ce = mask * share * terms["cross_entropy"]
-    loss = -terms["elbo"] + self.alpha * weighted_ce
+    weight = tf.where(labelled, 1.0, self.unlabelled_weight)
+    loss = -weight * terms["elbo"] + self.alpha * weighted_ce
     metrics = {
         "elbo": terms["elbo"],
         "unlabelled_bound": terms["unlabelled_bound"],
