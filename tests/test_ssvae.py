@@ -105,6 +105,19 @@ def test_sample_takes_labels_and_decode_without_labels_is_the_mixture(model):
                              tf.reduce_logsumexp(per_class, 0) - np.log(CLASSES), rtol=1e-5)
 
 
+def test_conv_classifier_with_dropout_is_stochastic_only_in_training():
+  m = ssvae.SSVAE((8, 8, 1), 3, latent_size=2, hidden_sizes=(6,), classifier="conv",
+                  classifier_dropout=0.5, classifier_input_dropout=0.2)
+  m.build_for_images()
+  x = _images(4)[:, :1, :1] * tf.ones([4, 8, 8, 1])
+  assert m.classify(x).logits.shape == (4, 3)
+  np.testing.assert_array_equal(m.classify(x).logits, m.classify(x).logits)
+  assert not np.allclose(m.classify(x, training=True).logits, m.classify(x).logits)
+  loss, _ = m.loss({"image": x, "label": tf.constant([0, 1, -1, -1])}, seeding.as_seed(0),
+                   training=True)
+  assert loss.shape == (4,) and np.all(np.isfinite(loss))
+
+
 def test_bad_settings_are_config_errors():
   with pytest.raises(errors.ConfigError, match="needs labelled classes"):
     ssvae.SSVAE((6, 6, 1), None)

@@ -71,6 +71,9 @@ class Classifier(keras.layers.Layer):
     self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
     self.input_dropout = keras.layers.Dropout(input_dropout) if input_dropout > 0 else None
 
+  def build(self, input_shape):
+    del input_shape  # The sublayers build on their first call.
+
   def call(self, x, training=False):
     h = tf.reshape(x, (-1,) + self.image_shape)
     if self.input_dropout is not None:
