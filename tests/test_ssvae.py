@@ -15,6 +15,7 @@ from tfgen import sampling
 from tfgen import seeding
 from tfgen import train
 from tfgen.data import pipeline
+from tfgen.data import sources
 from tfgen.models import ssvae
 from tests.conftest import load_config
 from tests.conftest import shared_data
@@ -166,13 +167,11 @@ def test_batches_mix_a_fixed_labelled_subset_with_unlabelled_images():
   assert not all(x.tobytes() in seen for x in first_labelled(next(iter(other.train))))
 
 
-def test_semi_supervised_needs_labels(binarized_mnist_dir, tfds_data_dir):
-  config = load_config("ssvae", "tiny")
-  config.data.name = "binarized_mnist"
-  config.data.manual_dir = str(binarized_mnist_dir)
-  config.data.data_dir = tfds_data_dir
+def test_semi_supervised_needs_labels():
+  images = tf.data.Dataset.from_tensor_slices({"image": np.zeros([8, 2, 2, 1], np.uint8)})
+  raw = sources.RawData({"train": images}, {"train": 8}, (2, 2, 1), "fixed")
   with pytest.raises(errors.DataError, match="needs a data set with labels"):
-    data.load(config.data, 500, seed=0)
+    pipeline._semi_supervised_pipeline(images, 8, raw, 2, 1, 0, 4, 0)  # pylint: disable=protected-access
 
 
 def test_train_evaluate_and_draw_grids(tmp_path):

@@ -38,10 +38,12 @@ def class_style_grid(model, num_styles: int, seed, mean: bool = True) -> np.ndar
 def analogy_grid(trained, num: int, seed: int = 0, mean: bool = True) -> np.ndarray:
   """Analogies: each row a test image, then its style z decoded with every class in turn.
 
-  The test images are of classes 0, 1, 2, ... in turn where the split has labels.
+  The test images are of classes 0, 1, 2, ... in turn where the split has labels. z is the mean
+  of q(z | x, y) with the image's own label y (else the classifier's guess), so a row keeps the
+  writing style and changes only the class.
 
-  z is the mean of q(z | x, y) with the image's own label y where the split has labels (else the
-  classifier's guess), so the row keeps the writing style and changes only the class.
+  Returns:
+    uint8 picture, num rows of 1 + num_classes images.
   """
   model = _class_conditional_latent(trained, "analogies")
   images, labels = _test_images_of_every_class(trained.data.test, num, model.num_classes)
