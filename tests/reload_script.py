@@ -74,14 +74,21 @@ def main(saved_model, inputs_path, out_path):
                                                     num_importance_samples=tf.constant(0)))
     code = signatures["encode"](images=images)
     results["encode_shapes"] = {name: v.shape.as_list() for name, v in code.items()}
-    decoded = signatures["decode"](latents=code["loc"])
+    decode_args = {"latents": code["loc"]}
+    if "labels" in signatures["decode"].structured_input_signature[1]:
+      decode_args["labels"] = code["labels"]  # Class-conditional latent models.
+    decoded = signatures["decode"](**decode_args)
     results["decode_shape"] = decoded["images"].shape.as_list()
     results["decode_dtype"] = decoded["images"].dtype.name
     latent_size = code["loc"].shape[-1]
     results["errors"]["encode_shape"] = _error(signatures["encode"],
                                                images=tf.zeros([1, 3, 3], tf.uint8))
-    results["errors"]["decode_shape"] = _error(signatures["decode"],
-                                               latents=tf.zeros([1, latent_size + 1]))
+    results["errors"]["decode_shape"] = _error(
+        signatures["decode"], **dict(decode_args, latents=tf.zeros([6, latent_size + 1])))
+  if "classify" in signatures:
+    classified = signatures["classify"](images=images)
+    results["classify_labels"] = classified["labels"].numpy().tolist()
+    results["classify_probabilities_sum"] = classified["probabilities"].numpy().sum(-1).tolist()
   if "inpaint" in signatures:
     known = np.zeros(images.shape, np.uint8)
     known[:, : images.shape[1] // 2] = 1  # The top half is given.

@@ -17,6 +17,7 @@ from tfgen import seeding
 from tfgen import train
 from tests.conftest import REPO
 from tests.conftest import load_config
+from tests.conftest import shared_data
 from tests.test_models import CASES
 
 K = 50
@@ -36,15 +37,18 @@ def exported(request, tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
   """(workdir, saved_model dir) of a tiny model trained one epoch and exported."""
   _, config_name, variant = request.param
   config = load_config(config_name, variant)
-  config.data.manual_dir = str(binarized_mnist_dir)
+  # Models that need labels (the semi-supervised VAE) train on mnist_5k, the others on
+  # binarized MNIST.
+  config.data.manual_dir = str(binarized_mnist_dir if config.data.name == "binarized_mnist"
+                               else shared_data(config.data.name))
   config.data.data_dir = tfds_data_dir
   config.train.num_epochs = 1
   root = tmp_path_factory.mktemp("export")
   workdir, out = str(root / "run"), str(root / "saved_model")
-  train.train(config, workdir, show_progress=False)
+  result = train.train(config, workdir, show_progress=False)
   description = export.export(workdir, out)
-  steps = min(config.data.limit, 50000) // config.train.batch_size
-  assert description["model"] == config.model.name and description["step"] == steps
+  assert result.step > 0
+  assert description["model"] == config.model.name and description["step"] == result.step
   return workdir, out
 
 
@@ -70,8 +74,13 @@ def test_reloads_without_tfgen_and_serves_every_signature(exported, tmp_path):
     # draws as here, so the bound agrees to float precision, well inside its Monte Carlo error.
     expected = model.log_prob(images, seed=seeding.as_seed(export.FIXED_SEED),
                               num_importance_samples=K, chunk_size=export.CHUNK_SIZE)
-    assert set(served["signatures"]) == {"sample", "serving_default", "log_prob", "encode",
-                                         "decode"}
+    expected_signatures = {"sample", "serving_default", "log_prob", "encode", "decode"}
+    if model.infers_labels:
+      expected_signatures |= {"sample_labels", "classify"}
+      predicted = tf.argmax(model.classify(images).logits, -1).numpy()
+      np.testing.assert_array_equal(served["classify_labels"], predicted)
+      np.testing.assert_allclose(served["classify_probabilities_sum"], 1.0, rtol=1e-5)
+    assert set(served["signatures"]) == expected_signatures
     assert served["encode_shapes"]["loc"][0] == 6
     assert served["decode_shape"] == [6, 28, 28, 1] and served["decode_dtype"] == "uint8"
   else:
@@ -105,7 +114,8 @@ def test_sample_from_saved_model_and_export_description(exported, tmp_path):
   workdir, out = exported
   with open(os.path.join(out, export.EXPORT_INFO_FILE), encoding="utf-8") as f:
     description = json.load(f)
-  assert description["image_shape"] == [28, 28, 1] and description["data"] == "binarized_mnist"
+  assert description["image_shape"] == [28, 28, 1]
+  assert description["data"] == evaluate.load_trained(workdir, splits=()).info.name
   assert description["test_nll"] is None  # Not evaluated yet.
   grid = str(tmp_path / "grid.png")
   result = _run([_bin("tfgen-sample"), f"--saved_model={out}", "--num=9", f"--out={grid}"])

@@ -19,6 +19,8 @@ TINY_VARIANTS = {
     "gated_pixelcnn": [("gated_pixelcnn", "tiny")],
     "vsc": [("vsc", "tiny,data=binarized_mnist"), ("vsc", "tiny,data=binarized_mnist,alpha=1"),
             ("vsc", "tiny,data=binarized_mnist,architecture=conv")],
+    "conv_vae": [("conv_vae", "tiny")],
+    "ssvae": [("ssvae", "tiny")],
 }
 CASES = [(name, cfg, variant) for name, variants in TINY_VARIANTS.items()
          for cfg, variant in variants]

@@ -32,6 +32,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.num_validation = 10000
   # Use only the first `limit` examples of every split (0: all); for tests and smoke runs.
   config.data.limit = 0
+  # Semi-supervised training (tfgen/data/pipeline.py): keep the labels of only `num_labels`
+  # training images (0: every label is kept), num_labels / classes per class, chosen with
+  # `label_seed`; every training batch holds `labelled_per_batch` of them.
+  config.data.num_labels = 0
+  config.data.labelled_per_batch = 10
+  config.data.label_seed = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.name = ""
@@ -160,6 +166,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(ev.batch_size > 0, f"config.eval.batch_size must be > 0, got {ev.batch_size}")
   _require(ev.chunk_size > 0, f"config.eval.chunk_size must be > 0, got {ev.chunk_size}")
   _require(config.data.limit >= 0, f"config.data.limit must be >= 0, got {config.data.limit}")
+  num_labels = config.data.get("num_labels", 0)
+  _require(num_labels >= 0, f"config.data.num_labels must be >= 0, got {num_labels}")
+  if num_labels:
+    per_batch = config.data.get("labelled_per_batch", 0)
+    _require(0 < per_batch < train.batch_size,
+             f"config.data.labelled_per_batch must lie in (0, batch size {train.batch_size}), "
+             f"got {per_batch}")
 
 
 def save(config: ml_collections.ConfigDict, workdir: str) -> str:

@@ -6,6 +6,10 @@ importance samples (K = 5000 unless stated), drawn `chunk_size` at a time so mem
 whatever K is. Evaluation images are never re-binarized: fixed sets are read as stored, dynamic
 ones were binarized once with a fixed seed (see tfgen/data/pipeline.py).
 
+Models that classify (`infers_labels`, the semi-supervised VAE) also report
+`classification_error`, the test error of argmax_y q(y | x), and their NLL is −log p(x) with the
+class summed out.
+
 Active units (Burda et al. 2016, section 5.2): unit u is active when Cov_x(E_{q(u|x)}[u]) > 0.01.
 Sparse-code models also report the mean number of latent dimensions each image uses.
 
@@ -111,8 +115,11 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   def batch_terms(images, labels, seed):
     extra = {"labels": labels} if model.class_conditional else {}
     terms = dict(model.bounds(images, seed, **extra))
+    # A model that classifies is scored on log p(x) with y marginalised, as test labels are
+    # unknown to it; its bounds above report the classification error on the labels.
+    lp_extra = {} if model.infers_labels else extra
     terms["log_prob"] = model.log_prob(images, seeding.fold_in(seed, 1),
-                                       num_importance_samples=k, chunk_size=chunk, **extra)
+                                       num_importance_samples=k, chunk_size=chunk, **lp_extra)
     means = model.posterior_means(images, seeding.fold_in(seed, 2)) if is_latent else []
     active = model.num_active_dimensions(images) if is_latent else None
     if active is not None:

@@ -13,7 +13,10 @@ and serves as it is from TensorFlow Serving, whose default signature is `sample`
   encode(images)  -> loc, scale: float32 [B, latent], latents: float32 [B, latent] (one draw)
   decode(latents: float32 [B, latent]) -> images: uint8 (the most likely pixels), probabilities
       (latent-variable models only; for a VAE with two stochastic layers these are q(z₁ | x) and
-      p(x | z₁)).
+      p(x | z₁)). Class-conditional latent models (the semi-supervised VAE) take `labels`
+      (int32 [B]) in decode too, and their encode also returns the classifier's `labels`.
+  classify(images) -> labels: int32 [B], probabilities: float32 [B, classes] (models that
+      classify: the semi-supervised VAE).
 
 Randomness is stateless: `sample` draws from its `seed` input, so one seed always gives the same
 images; `log_prob` and `encode` draw with a fixed seed, so they are deterministic too. Every input
@@ -160,16 +163,31 @@ class _Exported:
                                             num_importance_samples=k, chunk_size=CHUNK_SIZE))
 
   def encode(self, images):
-    q = self.model.encode(self._images_in("encode", images))
+    x = self._images_in("encode", images)
+    q = self.model.encode(x)
     latents = q.sample(seed=seeding.as_seed(FIXED_SEED))
-    return {"loc": q.mean(), "scale": q.stddev(), "latents": latents}
+    out = {"loc": q.mean(), "scale": q.stddev(), "latents": latents}
+    if self.model.infers_labels:
+      # q(z | x, y) is taken at the classifier's most likely class, returned with the code.
+      out["labels"] = tf.argmax(self.model.classify(x).logits, -1, output_type=tf.int32)
+    return out
 
-  def decode(self, latents):
+  def decode(self, latents, labels=None):
     size = self._latent_size
     with tf.control_dependencies([_assert_shape(
         latents, (-1, size), f"decode: `latents` must be float32 [batch, {size}]; got shape")]):
-      p = self.model.decode(tf.ensure_shape(tf.identity(latents), [None, size]))
+      latents = tf.ensure_shape(tf.identity(latents), [None, size])
+    if labels is None:
+      p = self.model.decode(latents)
+    else:
+      labels = self._labels_in("decode", labels, tf.shape(latents)[0])
+      p = self.model.decode(latents, labels=labels)
     return {"images": self._images_out(tf.cast(p.mode(), tf.float32)), "probabilities": p.mean()}
+
+  def classify(self, images):
+    q = self.model.classify(self._images_in("classify", images))
+    return {"labels": tf.argmax(q.logits, -1, output_type=tf.int32),
+            "probabilities": tf.nn.softmax(q.logits)}
 
 
 def build_archive(model, info) -> keras.export.ExportArchive:
@@ -197,12 +215,17 @@ def build_archive(model, info) -> keras.export.ExportArchive:
     archive.add_endpoint("log_prob", module.log_prob_bound,
                          input_signature=[images, scalar("num_importance_samples")])
     archive.add_endpoint("encode", module.encode, input_signature=[images])
-    archive.add_endpoint("decode", module.decode, input_signature=[
-        tf.TensorSpec([None, latent_size], tf.float32, name="latents")])
+    latents = tf.TensorSpec([None, latent_size], tf.float32, name="latents")
+    if model.class_conditional:
+      archive.add_endpoint("decode", module.decode, input_signature=[latents, labels])
+    else:
+      archive.add_endpoint("decode", module.decode, input_signature=[latents])
   elif model.class_conditional:
     archive.add_endpoint("log_prob", module.log_prob_conditional, input_signature=[images, labels])
   else:
     archive.add_endpoint("log_prob", module.log_prob_exact, input_signature=[images])
+  if model.infers_labels:
+    archive.add_endpoint("classify", module.classify, input_signature=[images])
   if isinstance(model, models.AutoregressiveModel):
     archive.add_endpoint("inpaint", module.inpaint, input_signature=[
         images, tf.TensorSpec([None, None, None, None], tf.uint8, name="known"), seed])

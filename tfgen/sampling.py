@@ -1,7 +1,8 @@
 """Sampling from a trained run: sample grids, inpainting, and latent traversals and conditional
 samples for latent-variable models.
 
-Modes of `tfgen-sample --mode=...` (see MODES): "samples" draws from the model; "traversal"
+Modes of `tfgen-sample --mode=...` (see MODES): "samples" draws from the model; "analogies"
+decodes test images' styles with every class (class-conditional latent models); "traversal"
 encodes test images and sweeps each of their most used latent dimensions; "conditional" keeps the
 set of dimensions an encoded image uses and draws new values for them from the prior's slab.
 """
@@ -16,9 +17,6 @@ from tfgen import evaluate
 from tfgen import models
 from tfgen import seeding
 from tfgen import viz
-
-MODES = ("samples", "traversal", "conditional")
-
 
 def _latent_model(trained, mode: str):
   if not isinstance(trained.model, models.LatentVariableModel):
@@ -129,6 +127,96 @@ def conditional_images(model, images, num_samples: int, seed) -> np.ndarray:
                     [-1] + list(images.shape[1:])).numpy()
 
 
+def _class_conditional_latent(trained, mode: str):
+  model = trained.model
+  if not (model.class_conditional and isinstance(model, models.LatentVariableModel)):
+    raise errors.ConfigError(f"--mode={mode} needs a class-conditional latent-variable model "
+                             f"(ssvae); {trained.config.model.name!r} is not")
+  return model
+
+
+def class_style_grid(model, num_styles: int, seed, mean: bool = True) -> np.ndarray:
+  """Rows are the classes, columns styles z ~ p(z), one z shared down each column.
+
+  Returns:
+    uint8 picture of num_classes x num_styles images.
+  """
+  z = model.prior().sample(num_styles, seed=seeding.fold_in(seed, 0))
+  classes = model.num_classes
+  z_grid = tf.tile(z, [classes, 1])  # Row-major: row c holds every style with class c.
+  labels = tf.repeat(tf.range(classes), num_styles)
+  p_x = model.decode(z_grid, labels=labels)
+  images = p_x.mean() if mean else p_x.sample(seed=seeding.fold_in(seed, 1))
+  return viz.image_grid(images.numpy(), num_styles)
+
+
+def analogy_grid(trained, num: int, seed: int = 0, mean: bool = True, **unused) -> np.ndarray:
+  """Analogies: each row a test image, then its style z decoded with every class in turn.
+
+  The test images are of classes 0, 1, 2, ... in turn where the split has labels. z is the mean
+  of q(z | x, y) with the image's own label y (else the classifier's guess), so a row keeps the
+  writing style and changes only the class.
+
+  Returns:
+    uint8 picture, num rows of 1 + num_classes images.
+  """
+  model = _class_conditional_latent(trained, "analogies")
+  images, labels = _test_images_of_every_class(trained.data.test, num, model.num_classes)
+  z = model.encode(images, labels=labels).mean()  # [num, latent]
+  classes = model.num_classes
+  p_x = model.decode(tf.repeat(z, classes, axis=0),
+                     labels=tf.tile(tf.range(classes), [tf.shape(z)[0]]))
+  draws = p_x.mean() if mean else p_x.sample(seed=seeding.as_seed(seed))
+  decoded = tf.reshape(draws, [-1, classes] + list(model.image_shape))
+  rows = tf.concat([images[:, None], decoded], axis=1)
+  return viz.image_grid(tf.reshape(rows, [-1] + list(model.image_shape)).numpy(), classes + 1)
+
+
+def _test_images_of_every_class(dataset, num: int, num_classes: int):
+  """num test images, of classes 0, 1, 2, ... in turn where the split has labels (test splits
+  may be stored sorted by class), else the first num; returns (images, labels or None)."""
+  wanted = [i % num_classes for i in range(num)]
+  picked = {}
+  for batch in dataset:
+    if "label" not in batch:
+      first = next(iter(dataset.unbatch().batch(num)))
+      return first["image"], None
+    for image, label in zip(batch["image"].numpy(), batch["label"].numpy()):
+      slots = [i for i, c in enumerate(wanted) if c == label and i not in picked]
+      if slots:
+        picked[slots[0]] = (image, label)
+    if len(picked) == num:
+      break
+  order = sorted(picked)  # Classes the split lacks leave their slots out.
+  return (tf.constant(np.stack([picked[i][0] for i in order])),
+          tf.constant([picked[i][1] for i in order], tf.int32))
+
+
+def traversal_grid(trained, num: int, seed: int = 0, mean: bool = True, label: int = -1,
+                   num_images: int = 4, **unused) -> np.ndarray:
+  """Latent traversals of `num_images` test images (of class `label` if >= 0): a row per used
+  latent dimension (at most 8), 9 values from −3 to 3."""
+  model = _latent_model(trained, "traversal")
+  steps = 9
+  return viz.image_grid(traversal_images(model, _test_images(trained, num_images, label),
+                                         num_steps=steps), steps)
+
+
+def conditional_grid(trained, num: int, seed: int = 0, mean: bool = True, label: int = -1,
+                     num_images: int = 4, **unused) -> np.ndarray:
+  """Per test image (`num_images`, of class `label` if >= 0), a row: the image and `num`
+  decodings of new codes on its active dimensions."""
+  model = _latent_model(trained, "conditional")
+  images = _test_images(trained, num_images, label)
+  return viz.image_grid(conditional_images(model, images, num, seeding.as_seed(seed)), num + 1)
+
+
+# tfgen-sample --mode: `samples` is sample_grid's own path; the others draw a picture from a run
+# loaded with its test split: (trained, num, seed, mean, label, num_images) -> uint8 picture.
+MODES = {"samples": None, "analogies": analogy_grid, "traversal": traversal_grid,
+         "conditional": conditional_grid}
+
+
 def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: int = 0,
                 mean: bool = True, inpaint: bool = False, label: int = -1,
                 mode: str = "samples", num_images: int = 4) -> str:
@@ -143,30 +231,34 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
     mean: pixel probabilities of the last conditional instead of a draw.
     inpaint: autoregressive models only: take the first `num` test images, keep their top half
       and draw the bottom half; the grid alternates rows of originals and completions.
-    label: class-conditional models: the class to draw (-1: classes 0, 1, 2, ... in turn); in
-      the traversal and conditional modes, take test images of this class.
-    mode: one of MODES. "traversal" writes, for each of `num_images` test images, a row per
-      most used latent dimension (at most 8) and 9 values from −3 to 3; "conditional" writes,
-      for each of `num_images` test images, a row with the image and `num` conditional samples.
+    label: class-conditional models: the class to draw (-1: classes 0, 1, 2, ... in turn; for
+      class-conditional latent-variable models a grid of classes (rows) by styles z (columns),
+      num // classes of them); in the traversal and conditional modes, take test images of
+      this class.
+    mode: "samples" (the above) or another key of MODES: "analogies" (class-conditional latent
+      models, `num` test images), "traversal" (for each of `num_images` test images, a row per
+      used latent dimension, at most 8, and 9 values from −3 to 3), "conditional" (for each of
+      `num_images` test images, a row with the image and `num` conditional samples).
     num_images: test images encoded in the traversal and conditional modes.
 
   Returns:
     The path written.
+
+  Raises:
+    ConfigError: an unknown mode, or one the run's model does not support.
   """
   if mode not in MODES:
-    raise errors.ConfigError(f"unknown sampling mode {mode!r}; known: {', '.join(MODES)}")
-  if mode != "samples":
+    raise errors.ConfigError(f"unknown --mode {mode!r}; known: {', '.join(MODES)}")
+  if MODES[mode] is not None:
     trained = evaluate.load_trained(workdir, splits=("test",))
-    model = _latent_model(trained, mode)
-    images = _test_images(trained, num_images, label)
-    if mode == "traversal":
-      steps = 9
-      return viz.write_png(out, viz.image_grid(traversal_images(model, images, num_steps=steps),
-                                               steps))
-    grid = conditional_images(model, images, num, seeding.as_seed(seed))
-    return viz.write_png(out, viz.image_grid(grid, num + 1))
+    return viz.write_png(out, MODES[mode](trained, num, seed=seed, mean=mean, label=label,
+                                          num_images=num_images))
   trained = evaluate.load_trained(workdir, splits=("test",) if inpaint else ())
   model = trained.model
+  if (label < 0 and not inpaint and model.class_conditional
+      and isinstance(model, models.LatentVariableModel)):
+    styles = max(num // model.num_classes, 1)
+    return viz.write_png(out, class_style_grid(model, styles, seeding.as_seed(seed), mean))
   extra = {}
   if model.class_conditional:
     labels = np.full([num], label) if label >= 0 else np.arange(num) % trained.info.num_classes

@@ -177,14 +177,17 @@ class Trainer:
     metrics, bad_step = self._train_steps(iterator, tf.constant(num_steps, tf.int64))
     return {k: float(v) for k, v in metrics.items()}, int(bad_step)
 
-  def _eval_step_fn(self, images, seed):
-    return self.model.bounds(images, seed)
+  def _eval_step_fn(self, images, labels, seed):
+    # Class-conditional models score log p(x | y); those that classify also report their error.
+    extra = {"labels": labels} if labels is not None else {}
+    return self.model.bounds(images, seed, **extra)
 
   def evaluate_bounds(self, dataset: tf.data.Dataset, seed: int) -> Dict[str, float]:
     """Means of the model's per-example bounds over a dataset."""
     sums, count = {}, 0
     for i, batch in enumerate(dataset):
-      values = self._eval_step(batch["image"], seeding.as_seed([seed, i]))
+      labels = batch.get("label") if self.model.class_conditional else None
+      values = self._eval_step(batch["image"], labels, seeding.as_seed([seed, i]))
       for k, v in values.items():
         sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
       count += int(tf.shape(batch["image"])[0])

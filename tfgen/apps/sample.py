@@ -4,6 +4,8 @@
   tfgen-sample --saved_model=/tmp/run_savedmodel --num=64 --out=grid.png
   tfgen-sample --workdir=/tmp/pixelcnn --num=16 --inpaint --out=inpainted.png
   tfgen-sample --workdir=/tmp/gated --num=16 --label=3 --out=threes.png
+  tfgen-sample --workdir=/tmp/ssvae --num=100 --out=classes.png   # rows: classes, columns: z
+  tfgen-sample --workdir=/tmp/ssvae --mode=analogies --num=10 --out=analogies.png
   tfgen-sample --workdir=/tmp/vsc --mode=traversal --num_images=4 --out=traversal.png
   tfgen-sample --workdir=/tmp/vsc --mode=conditional --label=3 --num=8 --out=threes.png
 """
@@ -24,10 +26,12 @@ _INPAINT = flags.DEFINE_bool("inpaint", False, "Autoregressive models: complete 
                              "of test images (rows of originals and completions).")
 _LABEL = flags.DEFINE_integer("label", -1, "Class-conditional models: the class to draw "
                               "(-1: every class in turn).")
-_MODE = flags.DEFINE_enum("mode", "samples", ["samples", "traversal", "conditional"],
-                          "samples: draw from the model. traversal (latent models): sweep the "
-                          "most used latent dimensions of test images. conditional (latent "
-                          "models): keep the dimensions a test image uses and redraw their values.")
+_MODE = flags.DEFINE_enum("mode", "samples", ["samples", "analogies", "traversal", "conditional"],
+                          "samples: draw from the model. analogies (class-conditional latent "
+                          "models): each test image's style z decoded with every class; --num "
+                          "test images. traversal (latent models): sweep the most used latent "
+                          "dimensions of test images. conditional (latent models): keep the "
+                          "dimensions a test image uses and redraw their values.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 4, "traversal/conditional: test images to "
                                    "encode.", lower_bound=1)
 _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "

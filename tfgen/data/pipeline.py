@@ -6,12 +6,20 @@ Binarization protocol (say which one every result used):
     paper's protocol). Validation and test images are binarized once, with a seed fixed per
     example index, so they are the same whatever the batch size and however often they are read.
   * "none": 8-bit intensities scaled to [0, 1].
+
+Semi-supervised training (`config.data.num_labels` > 0): only a fixed subset of the training
+labels is kept, num_labels / classes images of each class, chosen with `config.data.label_seed`.
+Every training batch then holds `labelled_per_batch` images of that subset (drawn again and again,
+reshuffled at every pass: the subset is small) followed by images of the whole training split
+whose labels are hidden. Batches carry `labelled` (bool [B]); hidden labels read -1, so a model
+cannot see more labels than configured.
 """
 
 import dataclasses
 import json
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from tfgen import errors
@@ -163,21 +171,32 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
     ds = ds.map(_shape_checked(config.name, raw.image_shape))
     ds = ds.map(_common, num_parallel_calls=tf.data.AUTOTUNE)
     if split == "train" and not train_for_eval:
+      train_unbatched = ds
       datasets[split] = _train_pipeline(ds, counts[split], raw.binarization, batch_size, seed)
     else:
       datasets[split] = _eval_pipeline(ds, raw.binarization, eval_batch_size)
   if "train" in splits and counts["train"] < batch_size:
     raise errors.ConfigError(f"batch size {batch_size} exceeds the {counts['train']} training "
                              f"examples of {config.name!r}")
+  steps_per_epoch = counts["train"] // batch_size
+  num_labels = config.get("num_labels", 0)
+  if num_labels and "train" in splits and not train_for_eval:
+    datasets["train"], steps_per_epoch = _semi_supervised_pipeline(
+        train_unbatched, counts["train"], raw, num_labels, config.labelled_per_batch,
+        config.label_seed, batch_size, seed)
   info = DataInfo(config.name, tuple(raw.image_shape), raw.binarization, counts, raw.num_classes)
   return Data(datasets["train"], datasets["validation"], datasets["test"], info,
-              steps_per_epoch=counts["train"] // batch_size)
+              steps_per_epoch=steps_per_epoch)
 
 
 def _train_pipeline(ds, num_examples, binarization, batch_size, seed):
   # Cache the 8-bit images: 4x smaller than floats, and dynamic binarization must come after.
   ds = ds.cache().shuffle(min(num_examples, 70000), seed=seed, reshuffle_each_iteration=True)
-  ds = ds.batch(batch_size, drop_remainder=True)
+  return _to_float_batches(ds.batch(batch_size, drop_remainder=True), binarization, seed)
+
+
+def _to_float_batches(ds, binarization, seed):
+  """Batches of 8-bit images to floats, binarized afresh at every pass when dynamic."""
   if binarization == "dynamic":
     # One stateless seed per batch, drawn anew each pass, so every pass binarizes differently
     # while a run stays reproducible from config.seed.
@@ -189,6 +208,57 @@ def _train_pipeline(ds, num_examples, binarization, batch_size, seed):
     ds = ds.map(lambda ex: {**ex, "image": _to_float(ex["image"], binarization)},
                 num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def choose_labelled(labels: np.ndarray, num_labels: int, num_classes: int,
+                    seed: int) -> np.ndarray:
+  """Indices of num_labels examples, num_labels / num_classes of each class, chosen with seed.
+
+  Raises:
+    ConfigError: num_labels is not a multiple of num_classes, or a class has too few examples.
+  """
+  if num_labels % num_classes:
+    raise errors.ConfigError(f"config.data.num_labels ({num_labels}) must be a multiple of the "
+                             f"{num_classes} classes, so that every class has as many labels")
+  per_class = num_labels // num_classes
+  rng = np.random.RandomState(seed)
+  chosen = []
+  for label in range(num_classes):
+    members = np.flatnonzero(labels == label)
+    if len(members) < per_class:
+      raise errors.ConfigError(f"config.data.num_labels={num_labels} asks for {per_class} "
+                               f"labelled images of class {label}; the training split has "
+                               f"{len(members)}")
+    chosen.append(rng.choice(members, per_class, replace=False))
+  return np.sort(np.concatenate(chosen))
+
+
+def _semi_supervised_pipeline(ds, num_examples, raw, num_labels, labelled_per_batch, label_seed,
+                              batch_size, seed):
+  """Batches of labelled_per_batch labelled images then unlabelled ones; see the module doc."""
+  if "label" not in ds.element_spec or not raw.num_classes:
+    raise errors.DataError("semi-supervised training (config.data.num_labels > 0) needs a data "
+                           "set with labels")
+  if not 0 < labelled_per_batch < batch_size:
+    raise errors.ConfigError(f"config.data.labelled_per_batch must lie in (0, {batch_size}), "
+                             f"got {labelled_per_batch}")
+  labels = np.concatenate([b.numpy() for b in ds.map(lambda ex: ex["label"]).batch(10000)])
+  chosen = tf.constant(choose_labelled(labels, num_labels, raw.num_classes, label_seed),
+                       tf.int64)
+  is_chosen = lambda i, _: tf.reduce_any(tf.equal(i, chosen))
+  labelled = ds.enumerate().filter(is_chosen).map(
+      lambda _, ex: {**ex, "labelled": tf.constant(True)}).cache()
+  labelled = labelled.shuffle(num_labels, seed=seed + 1, reshuffle_each_iteration=True).repeat()
+  unlabelled = ds.map(lambda ex: {"image": ex["image"], "label": tf.constant(-1, tf.int32),
+                                  "labelled": tf.constant(False)}).cache()
+  num_unlabelled = batch_size - labelled_per_batch
+  unlabelled = unlabelled.shuffle(min(num_examples, 70000), seed=seed,
+                                  reshuffle_each_iteration=True)
+  batches = tf.data.Dataset.zip(labelled.batch(labelled_per_batch, drop_remainder=True),
+                                unlabelled.batch(num_unlabelled, drop_remainder=True))
+  batches = batches.map(lambda a, b: {k: tf.concat([a[k], b[k]], 0) for k in a})
+  return (_to_float_batches(batches, raw.binarization, seed),
+          num_examples // num_unlabelled)
 
 
 def _eval_pipeline(ds, binarization, batch_size):

@@ -1,9 +1,11 @@
 """tfgen models. Importing this package registers every model in `MODELS`."""
 
 # Importing each model module registers it. pylint: disable=unused-import
+from tfgen.models import conv_vae
 from tfgen.models import made
 from tfgen.models import nade
 from tfgen.models import pixelcnn
+from tfgen.models import ssvae
 from tfgen.models import vae
 from tfgen.models import vsc
 from tfgen.models.autoregressive import AutoregressiveModel

@@ -68,6 +68,16 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
     """Whether the model's likelihood is conditioned on a class label."""
     return False
 
+  @property
+  def infers_labels(self) -> bool:
+    """Whether the model also classifies, q(y | x), and gives log p(x) with y marginalised.
+
+    Such models (the semi-supervised VAE) take `labels` where given but do not need them:
+    `log_prob(x)` without labels is log p(x) = log Σ_y p(x, y), the test likelihood, and
+    `bounds(x, seed, labels)` reports the classification error of q(y | x).
+    """
+    return False
+
   def build_for_images(self) -> None:
     """Creates every weight by running the model once on a dummy batch."""
     x = tf.zeros((2,) + self.image_shape)

@@ -1,0 +1,344 @@
+"""The semi-supervised VAE, model M2 of Kingma, Rezende, Mohamed & Welling (2014).
+
+Generative model, with a class y of C classes and Gaussian latents z (the "style"):
+
+  p(x, y, z) = p(x | y, z) p(y) p(z),      p(y) = 1/C,  p(z) = N(0, I)
+
+Inference: q(z | x, y) a diagonal Gaussian and a classifier q(y | x), each an MLP. For a labelled
+pair (x, y) the bound on log p(x, y) is
+
+  L(x, y) = E_q(z|x,y)[log p(x | y, z)] + log p(y) − KL(q(z | x, y) ‖ p(z))
+
+and for an unlabelled x, with y treated as a latent too, the bound on log p(x) is
+
+  U(x) = Σ_y q(y | x) L(x, y) + H(q(y | x)).
+
+The classifier appears only in U, so it would never learn from the labelled pairs; the objective
+adds their cross-entropy with weight α (the paper's α = 0.1·N, i.e. 0.1 per example when the
+objective is averaged over the N examples):
+
+  J^α = Σ_labelled −L(x, y) + Σ_unlabelled −U(x) + α · E_labelled[−log q(y | x)].
+
+Batches mix a few labelled examples (`batch["labelled"]`) with unlabelled ones
+(tfgen/data/pipeline.py); the per-example loss is −L + α·(B / B_labelled)·CE for labelled and
+−U for unlabelled examples, so its batch mean estimates J^α / N. L is computed for every class at
+once (one pass over C·B rows) and the KL in closed form.
+
+Evaluation: log p(x) = log Σ_y p(y) p(x | y) with p(x | y) the IWAE estimate with K importance
+samples of z ~ q(z | x, y) for each class, summed exactly over y; the classification error of
+argmax_y q(y | x) on labelled test images is the model's other output.
+
+References:
+  Kingma, Rezende, Mohamed & Welling, "Semi-Supervised Learning with Deep Generative Models",
+    NeurIPS 2014.
+  Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016.
+"""
+
+import math
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfgen import errors
+from tfgen import layers
+from tfgen.distributions import likelihoods
+from tfgen.models import base
+from tfgen.models import registry
+from tfgen.models import vae
+
+tfd = tfp.distributions
+
+
+CLASSIFIERS = ("mlp", "conv")
+
+
+class Classifier(keras.layers.Layer):
+  """q(y | x)'s logits: an MLP on the flat image, or two 3x3 convolution + max-pool blocks
+  (32 and 64 channels) before it; optional dropout on the input pixels and the hidden layers.
+  """
+
+  def __init__(self, kind, image_shape, hidden_sizes, num_classes, activation, batch_norm,
+               dropout, input_dropout, **kwargs):
+    super().__init__(**kwargs)
+    self.image_shape = tuple(image_shape)
+    self.convs = layers.track_list(self, "conv", [
+        keras.layers.Conv2D(c, 3, padding="same", activation="relu") for c in (32, 64)
+    ] if kind == "conv" else [])
+    self.pool = keras.layers.MaxPooling2D(2)
+    self.mlp = layers.MLP(list(hidden_sizes), num_classes, activation, batch_norm)
+    self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
+    self.input_dropout = keras.layers.Dropout(input_dropout) if input_dropout > 0 else None
+
+  def build(self, input_shape):
+    del input_shape  # The sublayers build on their first call.
+
+  def call(self, x, training=False):
+    h = tf.reshape(x, (-1,) + self.image_shape)
+    if self.input_dropout is not None:
+      h = self.input_dropout(h, training=training)
+    for conv in self.convs:
+      h = self.pool(conv(h))
+    h = tf.reshape(h, [tf.shape(h)[0], math.prod(h.shape[1:])])
+    if self.dropout is None:
+      return self.mlp(h, training=training)
+    # The hidden layers of the MLP, each followed by dropout, then its output layer.
+    for i, dense in enumerate(self.mlp.hidden):
+      h = dense(h)
+      if self.mlp.norms:
+        h = self.mlp.norms[i](h, training=training)
+      h = self.dropout(self.mlp.activation(h), training=training)
+    return self.mlp.out(h)
+
+
+@registry.MODELS.register("ssvae")
+class SSVAE(base.LatentVariableModel):
+  """M2: p(x | y, z) p(y) p(z) with q(z | x, y) and the classifier q(y | x).
+
+  Args:
+    image_shape: (H, W, C).
+    num_classes: C.
+    latent_size: size of z.
+    hidden_sizes: hidden layers of each of the three MLPs (classifier, encoder, decoder).
+    activation: activation of the hidden layers (softplus in the paper).
+    batch_norm: batch normalization in the MLPs.
+    alpha: weight of the labelled cross-entropy per example (0.1 in the paper's α = 0.1·N).
+    unlabelled_weight: weight of the unlabelled examples' −U(x) in the loss (1: M2; 0: an
+      ablation where only the labelled examples train the model).
+    likelihood: "bernoulli" for binary images, "logistic" or "normal" for 8-bit intensities.
+    binary: whether the images are binary.
+    classifier: "mlp" (the paper's) or "conv" (two convolution blocks before the MLP).
+    classifier_dropout: dropout rate on the classifier's hidden layers (0: none).
+    classifier_input_dropout: dropout rate on the classifier's input pixels (0: none).
+    min_scale: floor of the standard deviation of q(z | x, y).
+  """
+
+  def __init__(self, image_shape, num_classes: int, latent_size: int = 50,
+               hidden_sizes: Sequence[int] = (500,), activation: str = "softplus",
+               batch_norm: bool = False, alpha: float = 0.1, unlabelled_weight: float = 1.0,
+               likelihood: str = "bernoulli",
+               binary: bool = True, classifier: str = "mlp", classifier_dropout: float = 0.0,
+               classifier_input_dropout: float = 0.0, min_scale: float = 1e-4, **kwargs):
+    super().__init__(image_shape, **kwargs)
+    if not num_classes or num_classes < 2:
+      raise errors.ConfigError(f"the semi-supervised VAE needs labelled classes, got "
+                               f"num_classes={num_classes}")
+    if latent_size < 1 or alpha < 0 or unlabelled_weight < 0:
+      raise errors.ConfigError(f"latent_size must be >= 1, alpha and unlabelled_weight >= 0; "
+                               f"got {latent_size}, {alpha} and {unlabelled_weight}")
+    if classifier not in CLASSIFIERS:
+      raise errors.ConfigError(f"unknown classifier {classifier!r}; known: "
+                               f"{', '.join(CLASSIFIERS)}")
+    if not (0 <= classifier_dropout < 1 and 0 <= classifier_input_dropout < 1):
+      raise errors.ConfigError("classifier_dropout and classifier_input_dropout must lie in "
+                               f"[0, 1), got {classifier_dropout} and {classifier_input_dropout}")
+    self.num_classes = int(num_classes)
+    self.latent_size = int(latent_size)
+    self.alpha = float(alpha)
+    self.unlabelled_weight = float(unlabelled_weight)
+    self.min_scale = min_scale
+    self.pixels = likelihoods.build(likelihood, image_shape, binary)
+    mlp = lambda out: layers.MLP(list(hidden_sizes), out, activation, batch_norm)
+    self.classifier = Classifier(classifier, image_shape, hidden_sizes, self.num_classes,
+                                  activation, batch_norm, classifier_dropout,
+                                  classifier_input_dropout)
+    self.encoder = mlp(2 * self.latent_size)
+    self.decoder = mlp(self.pixels.num_params * self.event_size)
+
+  @classmethod
+  def from_config(cls, config, info):
+    return cls(info.image_shape, info.num_classes, latent_size=config.latent_size,
+               hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
+               batch_norm=config.batch_norm, alpha=config.alpha, likelihood=config.likelihood,
+               binary=info.binary, classifier=config.get("classifier", "mlp"),
+               classifier_dropout=config.get("classifier_dropout", 0.0),
+               classifier_input_dropout=config.get("classifier_input_dropout", 0.0),
+               unlabelled_weight=config.get("unlabelled_weight", 1.0))
+
+  @property
+  def class_conditional(self) -> bool:
+    return True
+
+  @property
+  def infers_labels(self) -> bool:
+    return True
+
+  # --- Distributions ---------------------------------------------------------------------------
+
+  def _flat(self, x):
+    return tf.reshape(x, [-1, self.event_size])
+
+  def _one_hot(self, labels):
+    return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+
+  def classify(self, x, training=False) -> tfd.Categorical:
+    """q(y | x) for images x [B, H, W, C]; batch shape [B]."""
+    logits = self.classifier(self._flat(self.check_images(x)), training=training)
+    return tfd.Categorical(logits=logits)
+
+  def prior(self) -> tfd.Distribution:
+    return tfd.Independent(tfd.Normal(tf.zeros([self.latent_size]), tf.ones([self.latent_size])),
+                           1)
+
+  def label_prior(self) -> tfd.Categorical:
+    """p(y), uniform over the classes."""
+    return tfd.Categorical(logits=tf.zeros([self.num_classes]))
+
+  def encode(self, x, training=False, labels=None) -> tfd.Distribution:
+    """q(z | x, y); without labels y is the classifier's most likely class."""
+    x = self.check_images(x)
+    if labels is None:
+      labels = tf.argmax(self.classify(x).logits, axis=-1)
+    inputs = tf.concat([self._flat(x), self._one_hot(labels)], -1)
+    return vae._diagonal_normal(self.encoder(inputs, training=training), self.min_scale)  # pylint: disable=protected-access
+
+  def decode(self, z, training=False, labels=None) -> tfd.Distribution:
+    """p(x | y, z) for z [..., latent] and labels [...]; without labels, Σ_y p(y) p(x | y, z)."""
+    if labels is not None:
+      labels = tf.broadcast_to(tf.cast(labels, tf.int32), tf.shape(z)[:-1])
+      inputs = tf.concat([z, self._one_hot(labels)], -1)
+      return self.pixels.distribution(self.decoder(inputs, training=training))
+    # Every class for every z: components along a new last batch axis.
+    classes = tf.broadcast_to(tf.range(self.num_classes),
+                              tf.concat([tf.shape(z)[:-1], [self.num_classes]], 0))
+    z_all = tf.broadcast_to(z[..., None, :], tf.concat([tf.shape(classes), tf.shape(z)[-1:]], 0))
+    components = self.decode(z_all, training=training, labels=classes)
+    weights = tf.broadcast_to(self.label_prior().logits, tf.shape(classes))
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=weights), components)
+
+  # --- Bounds ----------------------------------------------------------------------------------
+
+  def _labelled_bound(self, x, labels, seed, training=False):
+    """L(x, y) with one draw of z and the KL in closed form; x [N, H, W, C], labels [N] -> [N]."""
+    q = self.encode(x, training=training, labels=labels)
+    z = q.sample(seed=seed)
+    log_px = self.decode(z, training=training, labels=labels).log_prob(x)
+    rate = tfd.kl_divergence(q, self.prior())
+    return log_px + self.label_prior().log_prob(labels) - rate, rate
+
+  def _every_class(self, x, seed, training=False):
+    """L(x, y) for every class y, [C, B], and the rate KL(q(z | x, y) ‖ p(z)), [C, B]."""
+    batch = tf.shape(x)[0]
+    tiled = tf.tile(x, [self.num_classes, 1, 1, 1])
+    labels = tf.repeat(tf.range(self.num_classes), batch)
+    bound, rate = self._labelled_bound(tiled, labels, seed, training)
+    return (tf.reshape(bound, [self.num_classes, batch]),
+            tf.reshape(rate, [self.num_classes, batch]))
+
+  def _terms(self, x, labels, labelled, seed, training):
+    """Per-example bounds and classifier terms; labels [B] are read only where labelled [B]."""
+    q_y = self.classify(x, training=training)
+    log_q = tf.nn.log_softmax(q_y.logits)  # [B, C]
+    probs = tf.exp(log_q)
+    every, rate = self._every_class(x, seed, training)  # [C, B]
+    entropy = -tf.reduce_sum(probs * log_q, -1)
+    unlabelled_bound = tf.reduce_sum(tf.transpose(probs) * every, 0) + entropy
+    safe_labels = tf.where(labelled, labels, 0)
+    pick = tf.stack([safe_labels, tf.range(tf.shape(x)[0])], -1)
+    labelled_bound = tf.gather_nd(every, pick)
+    cross_entropy = -tf.gather(log_q, safe_labels, batch_dims=1)
+    return {
+        "elbo": tf.where(labelled, labelled_bound, unlabelled_bound),
+        "unlabelled_bound": unlabelled_bound,
+        "labelled_bound": labelled_bound,
+        "cross_entropy": cross_entropy,
+        "classifier_entropy": entropy,
+        "rate": tf.reduce_sum(tf.transpose(probs) * rate, 0),
+        "errors": tf.cast(tf.not_equal(tf.argmax(log_q, -1, output_type=tf.int32), labels),
+                          tf.float32),
+    }
+
+  @staticmethod
+  def _labelled_mask(batch, batch_size):
+    if "labelled" in batch:
+      return tf.cast(batch["labelled"], tf.bool)
+    if "label" in batch:
+      return tf.cast(batch["label"], tf.int32) >= 0
+    return tf.zeros([batch_size], tf.bool)
+
+  def loss(self, batch, seed, training=False):
+    x = self.check_images(batch["image"])
+    batch_size = tf.shape(x)[0]
+    labelled = self._labelled_mask(batch, batch_size)
+    labels = tf.cast(batch.get("label", tf.fill([batch_size], -1)), tf.int32)
+    terms = self._terms(x, labels, labelled, seed, training)
+    mask = tf.cast(labelled, tf.float32)
+    num_labelled = tf.reduce_sum(mask)
+    # Scaled so that the batch mean carries α times the mean cross-entropy of labelled examples.
+    share = tf.cast(batch_size, tf.float32) / tf.maximum(num_labelled, 1.0)
+    weighted_ce = mask * share * terms["cross_entropy"]
+    weight = tf.where(labelled, 1.0, self.unlabelled_weight)
+    loss = -weight * terms["elbo"] + self.alpha * weighted_ce
+    metrics = {
+        "elbo": terms["elbo"],
+        "unlabelled_bound": terms["unlabelled_bound"],
+        "rate": terms["rate"],
+        "classifier_entropy": terms["classifier_entropy"],
+        "labelled_cross_entropy": weighted_ce,
+        "labelled_error": mask * share * terms["errors"],
+    }
+    return loss, metrics
+
+  def bounds(self, x, seed, labels=None):
+    """Per-example [B]: `elbo`, the bound U(x) on log p(x); given labels also `labelled_elbo`
+    L(x, y) (a bound on log p(x, y)), `cross_entropy` −log q(y | x) and `classification_error`.
+    """
+    x = self.check_images(x)
+    batch_size = tf.shape(x)[0]
+    given = labels is not None
+    labels = tf.cast(labels, tf.int32) if given else tf.fill([batch_size], -1)
+    terms = self._terms(x, labels, labels >= 0, seed, training=False)
+    out = {"elbo": terms["unlabelled_bound"], "rate": terms["rate"],
+           "classifier_entropy": terms["classifier_entropy"]}
+    if given:
+      out.update(labelled_elbo=terms["labelled_bound"], cross_entropy=terms["cross_entropy"],
+                 classification_error=terms["errors"])
+    return out
+
+  def log_weights(self, x, labels, num_samples, seed) -> tf.Tensor:
+    """log p(x, z | y) − log q(z | x, y) for num_samples draws z ~ q(z | x, y), [num_samples, B]."""
+    q = self.encode(x, labels=labels)
+    z = q.sample(num_samples, seed=seed)
+    return self.decode(z, labels=labels).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
+
+  def log_prob(self, x, seed, num_importance_samples: Optional[int] = None,
+               chunk_size: int = 500, labels=None):
+    """log p(x) (y marginalised exactly), or log p(x | y) given labels; IWAE over z, [B]."""
+    x = self.check_images(x)
+    k = 1 if num_importance_samples is None else num_importance_samples
+    if labels is not None:
+      labels = tf.cast(labels, tf.int32)
+      return vae.chunked_logmeanexp(lambda n, s: self.log_weights(x, labels, n, s), k,
+                                    chunk_size, seed)
+    batch = tf.shape(x)[0]
+    tiled = tf.tile(x, [self.num_classes, 1, 1, 1])
+    classes = tf.repeat(tf.range(self.num_classes), batch)
+    per_class = vae.chunked_logmeanexp(lambda n, s: self.log_weights(tiled, classes, n, s), k,
+                                       chunk_size, seed)
+    per_class = tf.reshape(per_class, [self.num_classes, batch])
+    return tf.reduce_logsumexp(per_class, 0) - math.log(self.num_classes)
+
+  # --- Sampling and codes ----------------------------------------------------------------------
+
+  def sample(self, num, seed, mean=False, labels=None):
+    """Images [num, H, W, C] of the given classes; without labels, every class in turn."""
+    seeds = tfp.random.split_seed(seed, n=2)
+    if labels is None:
+      labels = tf.range(num) % self.num_classes
+    z = self.prior().sample(num, seed=seeds[0])
+    p_x = self.decode(z, labels=labels)
+    return p_x.mean() if mean else p_x.sample(seed=seeds[1])
+
+  def reconstruct(self, x, seed):
+    x = self.check_images(x)
+    labels = tf.argmax(self.classify(x).logits, axis=-1, output_type=tf.int32)
+    z = self.encode(x, labels=labels).sample(seed=seed)
+    return self.decode(z, labels=labels).mean()
+
+  def posterior_means(self, x, seed):
+    del seed
+    return [self.encode(x).mean()]
+
+  def call(self, x, training=False):
+    return self.classify(x, training=training).logits
