@@ -2,6 +2,7 @@
 
 # Importing each model module registers it. pylint: disable=unused-import
 from tfgen.models import made
+from tfgen.models import matnet
 from tfgen.models import nade
 from tfgen.models import pixelcnn
 from tfgen.models import vae
