@@ -118,6 +118,21 @@ def test_iwae_bound_is_at_least_the_elbo(architecture):
   np.testing.assert_allclose(loss, -terms["iwae_bound"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("architecture", ["fc", "conv"])
+def test_eight_bit_images_get_a_discretized_likelihood(architecture):
+  model = _model(architecture, likelihood="logistic", binary=False)
+  levels = tf.random.stateless_uniform((4,) + SHAPE, seed=[3, 3], maxval=256, dtype=tf.int32)
+  x, seed = tf.cast(levels, tf.float32) / 255.0, seeding.as_seed(7)
+  log_px = model.decode(model.encode(x).sample(seed=seed)).log_prob(x).numpy()
+  # A proper probability of 8-bit levels: at most 0 nats, unlike a density.
+  assert log_px.shape == (4,) and np.all(log_px <= 0)
+  assert np.all(np.isfinite(model.log_prob(x, seed, num_importance_samples=5).numpy()))
+  samples = model.sample(3, seed).numpy()
+  np.testing.assert_allclose(samples * 255, np.round(samples * 255), atol=1e-3)
+  with pytest.raises(errors.ConfigError, match="models 8-bit intensities"):
+    matnet.MatNet(SHAPE, likelihood="logistic", binary=True)
+
+
 def test_kl_warmup_and_free_bits_change_only_the_training_loss():
   model = _model("fc", kl_warmup_steps=100)
   x, seed = _images(16), seeding.as_seed(6)
