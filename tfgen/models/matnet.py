@@ -124,8 +124,10 @@ class MatNet(base.LatentVariableModel):
     self.kl_warmup_steps = int(kl_warmup_steps)
     self.likelihood = likelihoods.build(likelihood, image_shape, binary, learned_scale,
                                         fixed_scale)
-    act = keras.activations.get(activation)
-    self._activation = act
+    try:
+      self._activation = keras.activations.get(activation)
+    except ValueError as e:
+      raise errors.ConfigError(f"unknown activation {activation!r} in config.model.activation") from e
     h, w, c = self.image_shape
     num_params = self.likelihood.num_params
 
@@ -206,9 +208,8 @@ class MatNet(base.LatentVariableModel):
 
   # --- The two passes ---------------------------------------------------------------------------
 
-  def _bottom_up(self, x, training=False) -> List[tf.Tensor]:
+  def _bottom_up(self, x) -> List[tf.Tensor]:
     """BU states b_i [B, …state] for every module i, top module first."""
-    del training
     if self.kind == "dense":
       s = self.stem(tf.reshape(x, [-1, self.event_size]) - 0.5)
       states = []
@@ -281,9 +282,12 @@ class MatNet(base.LatentVariableModel):
   def _event_ndims(self) -> int:
     return 1 if self.kind == "dense" else 3
 
-  def _posterior_pass(self, x, num, seed, training=False):
-    """num draws z ~ q(z | x) for images x [B, …]: (params [num·B, …], module records)."""
-    bu = [_tile(b, num) for b in self._bottom_up(x, training)]
+  def _posterior_pass(self, x, num, seed):
+    """num draws z ~ q(z | x) for images x [B, …]: (params [num·B, …], module records).
+
+    (MatNets have no batch norm or dropout, so nothing here depends on `training`.)
+    """
+    bu = [_tile(b, num) for b in self._bottom_up(x)]
     return self._top_down(num * tf.shape(x)[0], seed, bu=bu)
 
   # --- Distributions -----------------------------------------------------------------------------
@@ -300,8 +304,9 @@ class MatNet(base.LatentVariableModel):
     diagonal Gaussian each module's q has when every module above takes its posterior mean (the
     "mean path"). `reconstruct` and the bounds draw from the full ancestral q instead.
     """
+    del training
     x = self.check_images(x)
-    bu = self._bottom_up(x, training)
+    bu = self._bottom_up(x)
     _, records = self._top_down(tf.shape(x)[0], seeding.as_seed(0), bu=bu, use_mean=True)
     batch = tf.shape(x)[0]
     loc = tf.concat([tf.reshape(r["q_loc"], [batch, -1]) for r in records], -1)
@@ -325,9 +330,9 @@ class MatNet(base.LatentVariableModel):
 
   # --- Bounds -----------------------------------------------------------------------------------
 
-  def _log_weight_terms(self, x, num, seed, training=False):
+  def _log_weight_terms(self, x, num, seed):
     """log p(x | z), per-module log p(z_i | ·), log q(z_i | ·) and KL_i, each [num, B]."""
-    params, records = self._posterior_pass(x, num, seed, training)
+    params, records = self._posterior_pass(x, num, seed)
     leading = tf.stack([num, tf.shape(x)[0]])
     log_px = self._pixels(params, leading).log_prob(x)
     nd = self._event_ndims()
@@ -340,9 +345,9 @@ class MatNet(base.LatentVariableModel):
       kls.append(tf.reshape(tfd.kl_divergence(q, p), leading))
     return log_px, log_p, log_q, kls
 
-  def _terms(self, x, seed, training):
+  def _terms(self, x, seed):
     k = self.num_importance_samples
-    log_px, log_p, log_q, kls = self._log_weight_terms(x, k, seed, training)
+    log_px, log_p, log_q, kls = self._log_weight_terms(x, k, seed)
     log_w = log_px + tf.add_n(log_p) - tf.add_n(log_q)
     terms = {"distortion": -tf.reduce_mean(log_px, axis=0)}
     kl_means = [tf.reduce_mean(kl, axis=0) for kl in kls]
@@ -355,7 +360,8 @@ class MatNet(base.LatentVariableModel):
 
   def loss(self, batch, seed, training=False):
     x = self.check_images(batch["image"])
-    terms, (log_px, log_p, log_q, kl_means) = self._terms(x, seed, training)
+    del training
+    terms, (log_px, log_p, log_q, kl_means) = self._terms(x, seed)
     beta = tf.convert_to_tensor(self.kl_weight)
     if self.objective == "iwae":
       k = self.num_importance_samples
@@ -375,7 +381,7 @@ class MatNet(base.LatentVariableModel):
 
   def bounds(self, x, seed):
     """ELBO, IWAE bound (training k), rate, distortion and kl_i per module, each [B]."""
-    return self._terms(self.check_images(x), seed, training=False)[0]
+    return self._terms(self.check_images(x), seed)[0]
 
   def log_weights(self, x, num_samples, seed) -> tf.Tensor:
     """log p(x, z) − log q(z | x) for num_samples draws z ~ q(z | x), [num_samples, B]."""
