@@ -83,6 +83,10 @@ def test_prior_and_posterior_line_up_module_by_module(architecture):
   terms = model.bounds(x, seed)
   for i in range(3):
     np.testing.assert_allclose(terms[f"kl_{i}"], 0.0, atol=1e-4)
+  # Measured against its prior, no module is then active, although the raw q means vary with x.
+  for means in model.posterior_means(x, seed):
+    np.testing.assert_allclose(means, 0.0, atol=1e-5)
+  assert np.var(records[-1]["q_loc"].numpy(), axis=0).max() > 1e-4
   # Then every importance weight is p(x | z) with z drawn from the prior, and the ELBO is its mean.
   log_px, log_p, log_q, _ = model._log_weight_terms(x, 4, seed)
   np.testing.assert_allclose(tf.add_n(log_p), tf.add_n(log_q), rtol=1e-5, atol=1e-3)
@@ -96,11 +100,11 @@ def test_kl_terms_sum_to_the_rate_and_match_monte_carlo(architecture):
   np.testing.assert_allclose(sum(terms[f"kl_{i}"] for i in range(3)), terms["rate"], rtol=1e-5)
   np.testing.assert_allclose(terms["elbo"], -terms["distortion"] - terms["rate"], rtol=1e-5)
   # Each closed-form KL_i, averaged over draws of the modules above, is E_q[log q_i − log p_i].
-  _, log_p, log_q, kls = model._log_weight_terms(x, 4000, seed)
+  _, log_p, log_q, kls = model._log_weight_terms(x, 1500, seed)
   for lp, lq, kl in zip(log_p, log_q, kls):
     mc = tf.reduce_mean(lq - lp, axis=0).numpy()
     exact = tf.reduce_mean(kl, axis=0).numpy()
-    np.testing.assert_allclose(mc, exact, atol=0.15 + 0.05 * np.abs(exact).max())
+    np.testing.assert_allclose(mc, exact, atol=0.2 + 0.05 * np.abs(exact).max())
 
 
 @pytest.mark.parametrize("architecture", ["fc", "conv"])
@@ -180,6 +184,7 @@ def test_short_run_trains_evaluates_and_samples(variant, binarized_mnist_dir, tf
   config.data.manual_dir = str(binarized_mnist_dir)
   config.data.data_dir = tfds_data_dir
   config.train.num_epochs = 1
+  config.data.limit = 64  # Two steps of 32: the run is about the plumbing, not the fit.
   workdir = str(tmp_path / "run")
   result = train.train(config, workdir, show_progress=False)
   assert result.train_metrics["kl_weight"] > 0 and "kl_1" in result.validation_metrics

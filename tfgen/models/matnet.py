@@ -409,11 +409,19 @@ class MatNet(base.LatentVariableModel):
     return self._pixels(params, tf.shape(x)[:1]).mean()
 
   def posterior_means(self, x, seed, num_samples: int = 10) -> List[tf.Tensor]:
-    """E_q[z_i] per module, [B, size_i]; each averages q's mean over draws of the modules above."""
+    """Per module [B, size_i]: E_q[(μ_q − μ_p) / σ_p], the posterior mean in prior units.
+
+    Below the top, p(z_i | h_i) moves with x through the draws above, so the raw posterior mean
+    of a module whose q equals its prior (KL = 0) still varies with x; measured against the prior
+    it is 0, and the active-unit count (Cov_x > 0.01) sees only what x itself adds. With an
+    N(0, I) prior this is Burda et al.'s E_q[u]. The expectation averages num_samples draws of
+    the modules above.
+    """
     x = self.check_images(x)
     _, records = self._posterior_pass(x, num_samples, seed)
     batch = tf.shape(x)[0]
-    return [tf.reduce_mean(tf.reshape(r["q_loc"], [num_samples, batch, -1]), axis=0)
+    return [tf.reduce_mean(tf.reshape((r["q_loc"] - r["p_loc"]) / r["p_scale"],
+                                      [num_samples, batch, -1]), axis=0)
             for r in records]
 
   def call(self, x, training=False):
