@@ -28,7 +28,9 @@ Variants, as `configs/matnet.py:OPTION=VALUE,...`:
 
 The paper's number: binarized MNIST test NLL ≤ 78.5 nats (IWAE bound with 2500 samples, the
 convolutional MatNet; dynamically binarized MNIST, as quoted from the paper's table and not
-re-checked here). tfgen measured: see docs/matnet.md and docs/results.md.
+re-checked here). tfgen measured, `fc` (4 modules, 20 epochs, 2 CPU cores): test NLL 91.00 nats
+at k=1000, against 97.79 for the one-layer VAE of configs/iwae.py after the same 20 epochs; every
+figure with its command is in docs/matnet.md and docs/results.md.
 """
 
 from tfgen import config as config_lib
