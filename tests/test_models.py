@@ -15,6 +15,7 @@ TINY_VARIANTS = {
             ("iwae", "tiny,batch_norm")],
     "nade": [("nade", "tiny"), ("nade", "tiny,ordering=random")],
     "made": [("made", "tiny"), ("made", "tiny,layers=2,ordering=random")],
+    "matnet": [("matnet", "tiny,fc"), ("matnet", "tiny")],
     "pixelcnn": [("pixelcnn", "tiny")],
     "gated_pixelcnn": [("gated_pixelcnn", "tiny")],
     "vsc": [("vsc", "tiny,data=binarized_mnist"), ("vsc", "tiny,data=binarized_mnist,alpha=1"),
