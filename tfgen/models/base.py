@@ -28,6 +28,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfgen import errors
+from tfgen import seeding
 
 tfd = tfp.distributions
 
@@ -123,8 +124,54 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
     """Draws `num` images, float32 [num, H, W, C]."""
 
 
+def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size: int,
+                       seed: tf.Tensor) -> tf.Tensor:
+  """log (1/K) Σ exp(log wᵢ) over K = num_samples draws, made chunk_size at a time.
+
+  Memory stays that of one chunk whatever K is; the running log-sum-exp keeps it exact. Chunk i
+  draws min(chunk_size, K − i·chunk_size) samples with seed fold_in(seed, i).
+
+  Args:
+    log_weights_fn: (num, seed) -> log weights [num, B]; num may be a scalar tensor.
+    num_samples: K, a Python int or an int32 scalar tensor (e.g. a SavedModel input).
+    chunk_size: largest number of draws per call of log_weights_fn.
+    seed: int32 [2].
+
+  Returns:
+    float32 [B].
+  """
+  num_samples = tf.convert_to_tensor(num_samples, tf.int32)
+  chunk_size = tf.minimum(tf.constant(chunk_size, tf.int32), num_samples)
+  num_chunks = (num_samples + chunk_size - 1) // chunk_size
+
+  def chunk(i):
+    size = tf.minimum(chunk_size, num_samples - i * chunk_size)
+    return tf.reduce_logsumexp(log_weights_fn(size, seeding.fold_in(seed, i)), axis=0)
+
+  def body(i, total):
+    return i + 1, tf.reduce_logsumexp(tf.stack([total, chunk(i)]), axis=0)
+
+  _, total = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(1), chunk(0)))
+  return total - tf.math.log(tf.cast(num_samples, tf.float32))
+
+
 class LatentVariableModel(GenerativeModel):
   """A model p(x) = ∫ p(x | z) p(z) dz fitted with an amortized posterior q(z | x)."""
+
+  def log_weights(self, x: tf.Tensor, num_samples, seed: tf.Tensor) -> tf.Tensor:
+    """log p(x, z) − log q(z | x) for num_samples draws z ~ q(z | x), float32 [num_samples, B]."""
+    raise NotImplementedError(f"{type(self).__name__} defines no log_weights")
+
+  def log_prob(self, x: tf.Tensor, seed: tf.Tensor, num_importance_samples: Optional[int] = None,
+               chunk_size: int = 500) -> tf.Tensor:
+    """IWAE_K estimate of log p(x), float32 [B] in nats, drawn chunk_size samples at a time.
+
+    K defaults to the model's `num_importance_samples` (its training k).
+    """
+    x = self.check_images(x)
+    # Not `or`: under tf.function a tensor k would turn it into a conditional on an integer.
+    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
+    return chunked_logmeanexp(lambda n, s: self.log_weights(x, n, s), k, chunk_size, seed)
 
   @abc.abstractmethod
   def encode(self, x: tf.Tensor, training: bool = False) -> tfd.Distribution:

@@ -26,7 +26,7 @@ References:
 """
 
 import math
-from typing import List, Optional
+from typing import List
 
 import keras
 import tensorflow as tf
@@ -203,13 +203,6 @@ class ConvVAE(base.LatentVariableModel):
     log_px, log_pz, log_qz, _ = self._terms_from(self.check_images(x), num_samples, seed,
                                                  training=False, shared=True)
     return log_px + log_pz - log_qz
-
-  def log_prob(self, x, seed, num_importance_samples: Optional[int] = None,
-               chunk_size: int = 500):
-    """IWAE_K estimate of log p(x) [B] in nats, chunk_size draws at a time."""
-    x = self.check_images(x)
-    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
-    return vae.chunked_logmeanexp(lambda n, s: self.log_weights(x, n, s), k, chunk_size, seed)
 
   # --- Sampling and codes ----------------------------------------------------------------------
 

@@ -51,7 +51,6 @@ from tfgen.distributions import likelihoods
 from tfgen.layers import matnet as blocks
 from tfgen.models import base
 from tfgen.models import registry
-from tfgen.models.vae import chunked_logmeanexp
 
 tfd = tfp.distributions
 
@@ -387,13 +386,6 @@ class MatNet(base.LatentVariableModel):
     """log p(x, z) − log q(z | x) for num_samples draws z ~ q(z | x), [num_samples, B]."""
     log_px, log_p, log_q, _ = self._log_weight_terms(self.check_images(x), num_samples, seed)
     return log_px + tf.add_n(log_p) - tf.add_n(log_q)
-
-  def log_prob(self, x, seed, num_importance_samples: Optional[int] = None,
-               chunk_size: int = 500):
-    """IWAE_K estimate of log p(x) [B], drawn chunk_size samples at a time."""
-    x = self.check_images(x)
-    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
-    return chunked_logmeanexp(lambda n, s: self.log_weights(x, n, s), k, chunk_size, seed)
 
   # --- Sampling and codes -------------------------------------------------------------------------
 

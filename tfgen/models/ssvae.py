@@ -309,12 +309,12 @@ class SSVAE(base.LatentVariableModel):
     k = 1 if num_importance_samples is None else num_importance_samples
     if labels is not None:
       labels = tf.cast(labels, tf.int32)
-      return vae.chunked_logmeanexp(lambda n, s: self.log_weights(x, labels, n, s), k,
+      return base.chunked_logmeanexp(lambda n, s: self.log_weights(x, labels, n, s), k,
                                     chunk_size, seed)
     batch = tf.shape(x)[0]
     tiled = tf.tile(x, [self.num_classes, 1, 1, 1])
     classes = tf.repeat(tf.range(self.num_classes), batch)
-    per_class = vae.chunked_logmeanexp(lambda n, s: self.log_weights(tiled, classes, n, s), k,
+    per_class = base.chunked_logmeanexp(lambda n, s: self.log_weights(tiled, classes, n, s), k,
                                        chunk_size, seed)
     per_class = tf.reshape(per_class, [self.num_classes, batch])
     return tf.reduce_logsumexp(per_class, 0) - math.log(self.num_classes)

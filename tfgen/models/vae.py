@@ -27,7 +27,7 @@ References:
 """
 
 import math
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -47,37 +47,6 @@ def _diagonal_normal(params: tf.Tensor, min_scale: float) -> tfd.Distribution:
   """Splits [..., 2d] into a location and a softplus scale; event shape [d]."""
   loc, raw_scale = tf.split(params, 2, axis=-1)
   return tfd.Independent(tfd.Normal(loc, tf.nn.softplus(raw_scale) + min_scale), 1)
-
-
-def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size: int,
-                       seed: tf.Tensor) -> tf.Tensor:
-  """log (1/K) Σ exp(log wᵢ) over K = num_samples draws, made chunk_size at a time.
-
-  Memory stays that of one chunk whatever K is; the running log-sum-exp keeps it exact. Chunk i
-  draws min(chunk_size, K − i·chunk_size) samples with seed fold_in(seed, i).
-
-  Args:
-    log_weights_fn: (num, seed) -> log weights [num, B]; num may be a scalar tensor.
-    num_samples: K, a Python int or an int32 scalar tensor (e.g. a SavedModel input).
-    chunk_size: largest number of draws per call of log_weights_fn.
-    seed: int32 [2].
-
-  Returns:
-    float32 [B].
-  """
-  num_samples = tf.convert_to_tensor(num_samples, tf.int32)
-  chunk_size = tf.minimum(tf.constant(chunk_size, tf.int32), num_samples)
-  num_chunks = (num_samples + chunk_size - 1) // chunk_size
-
-  def chunk(i):
-    size = tf.minimum(chunk_size, num_samples - i * chunk_size)
-    return tf.reduce_logsumexp(log_weights_fn(size, seeding.fold_in(seed, i)), axis=0)
-
-  def body(i, total):
-    return i + 1, tf.reduce_logsumexp(tf.stack([total, chunk(i)]), axis=0)
-
-  _, total = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(1), chunk(0)))
-  return total - tf.math.log(tf.cast(num_samples, tf.float32))
 
 
 @registry.MODELS.register("vae")
@@ -214,14 +183,6 @@ class VAE(base.LatentVariableModel):
     """log p(x, z) − log q(z | x) for num_samples draws z ~ q(z | x), [num_samples, B]."""
     log_px, log_pz, log_qz, _ = self._log_weight_terms(self.check_images(x), num_samples, seed)
     return log_px + log_pz - log_qz
-
-  def log_prob(self, x, seed, num_importance_samples: Optional[int] = None,
-               chunk_size: int = 500):
-    """IWAE_K estimate of log p(x) [B], drawn chunk_size samples at a time."""
-    x = self.check_images(x)
-    # Not `or`: under tf.function a tensor k would turn it into a conditional on an integer.
-    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
-    return chunked_logmeanexp(lambda n, s: self.log_weights(x, n, s), k, chunk_size, seed)
 
   # --- Sampling and codes ----------------------------------------------------------------------
 

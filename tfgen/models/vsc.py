@@ -32,7 +32,7 @@ References:
 """
 
 import math
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import keras
 import tensorflow as tf
@@ -44,7 +44,6 @@ from tfgen.distributions import likelihoods
 from tfgen.distributions.spike_and_slab import SpikeAndSlab
 from tfgen.models import base
 from tfgen.models import registry
-from tfgen.models import vae
 
 tfd = tfp.distributions
 
@@ -216,13 +215,6 @@ class VSC(base.LatentVariableModel):
     q = self.encode(x)
     z = q.sample(num_samples, seed=seed)
     return self.decode(z).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
-
-  def log_prob(self, x, seed, num_importance_samples: Optional[int] = None,
-               chunk_size: int = 500):
-    """Importance-sampled estimate of log p(x) [B] with K exact posterior draws."""
-    x = self.check_images(x)
-    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
-    return vae.chunked_logmeanexp(lambda n, s: self.log_weights(x, n, s), k, chunk_size, seed)
 
   # --- Codes, sparsity and sampling ------------------------------------------------------------
 
