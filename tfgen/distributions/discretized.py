@@ -17,6 +17,8 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfgen.distributions import parameters as parameters_lib
+
 tfd = tfp.distributions
 
 NUM_LEVELS = 256
@@ -24,7 +26,7 @@ HALF_BIN = 0.5 / (NUM_LEVELS - 1)
 BASES = {"logistic": tfd.Logistic, "normal": tfd.Normal}
 
 
-class Discretized8Bit(tfd.Distribution):
+class Discretized8Bit(parameters_lib.LocScale, tfd.Distribution):
   """A Logistic or Normal over [0, 1] discretized to the levels k/255.
 
   Args:
@@ -48,18 +50,7 @@ class Discretized8Bit(tfd.Distribution):
 
   @classmethod
   def _parameter_properties(cls, dtype, num_classes=None):
-    return dict(
-        loc=tfp.util.ParameterProperties(),
-        scale=tfp.util.ParameterProperties(
-            default_constraining_bijector_fn=lambda: tfp.bijectors.Softplus()))
-
-  @property
-  def loc(self):
-    return self._loc
-
-  @property
-  def scale(self):
-    return self._scale
+    return parameters_lib.loc_scale_properties()
 
   def _base(self):
     return BASES[self._base_name](self._loc, self._scale)

@@ -36,12 +36,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfgen.distributions import parameters as parameters_lib
+
 tfd = tfp.distributions
 
 _TINY = float(np.finfo(np.float32).tiny)
 
 
-class SpikeAndSlab(tfd.Distribution):
+class SpikeAndSlab(parameters_lib.LocScale, tfd.Distribution):
   """Per-dimension mixture of a Normal slab (probability γ) and a point mass at 0.
 
   Args:
@@ -71,20 +73,10 @@ class SpikeAndSlab(tfd.Distribution):
   @classmethod
   def _parameter_properties(cls, dtype, num_classes=None):
     return dict(
-        loc=tfp.util.ParameterProperties(),
-        scale=tfp.util.ParameterProperties(
-            default_constraining_bijector_fn=lambda: tfp.bijectors.Softplus()),
+        **parameters_lib.loc_scale_properties(),
         prob_active=tfp.util.ParameterProperties(
             default_constraining_bijector_fn=lambda: tfp.bijectors.Sigmoid()),
         sharpness=tfp.util.ParameterProperties(event_ndims=None, is_preferred=False))
-
-  @property
-  def loc(self):
-    return self._loc
-
-  @property
-  def scale(self):
-    return self._scale
 
   @property
   def sharpness(self):
