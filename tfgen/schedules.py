@@ -1,10 +1,13 @@
-"""Learning-rate schedules as functions of the epoch, evaluated on the host once per epoch.
+"""Learning-rate schedules as functions of the epoch, evaluated on the host once per epoch, and
+the per-step warm-up ramp that models' `update_schedules` use.
 
 The training loop assigns the value to the optimizer's learning-rate variable, so the compiled
 train step never retraces when it changes.
 """
 
 import math
+
+import tensorflow as tf
 
 from tfgen import registry
 
@@ -52,3 +55,10 @@ def iwae(epoch: int, config) -> float:
 def learning_rate(epoch: int, train_config) -> float:
   """The learning rate of `epoch` (0-based) under train_config.schedule."""
   return SCHEDULES.get(train_config.schedule)(epoch, train_config)
+
+
+def linear_warmup(step, warmup_steps: int) -> tf.Tensor:
+  """min(step / warmup_steps, 1) as a float32 scalar tensor; 1 when warmup_steps is 0."""
+  if not warmup_steps:
+    return tf.constant(1.0)
+  return tf.minimum(tf.cast(step, tf.float32) / float(warmup_steps), 1.0)

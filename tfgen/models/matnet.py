@@ -46,6 +46,7 @@ import tensorflow_probability as tfp
 
 from tfgen import errors
 from tfgen import layers
+from tfgen import schedules
 from tfgen import seeding
 from tfgen.distributions import likelihoods
 from tfgen.layers import matnet as blocks
@@ -202,8 +203,7 @@ class MatNet(base.LatentVariableModel):
 
   def update_schedules(self, step):
     if self.kl_warmup_steps:
-      progress = tf.cast(step, tf.float32) / float(self.kl_warmup_steps)
-      self.kl_weight.assign(tf.minimum(progress, 1.0))
+      self.kl_weight.assign(schedules.linear_warmup(step, self.kl_warmup_steps))
 
   # --- The two passes ---------------------------------------------------------------------------
 

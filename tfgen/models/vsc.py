@@ -40,6 +40,7 @@ import tensorflow_probability as tfp
 
 from tfgen import errors
 from tfgen import layers
+from tfgen import schedules
 from tfgen.distributions import likelihoods
 from tfgen.distributions.spike_and_slab import SpikeAndSlab
 from tfgen.models import base
@@ -143,14 +144,9 @@ class VSC(base.LatentVariableModel):
     return self.alpha >= 1.0
 
   def update_schedules(self, step):
-    step = tf.cast(step, tf.float32)
-
-    def progress(warmup_steps):
-      return tf.minimum(step / warmup_steps, 1.0) if warmup_steps else tf.constant(1.0)
-
     self.sharpness.assign(self.sharpness_start + (self.sharpness_end - self.sharpness_start)
-                          * progress(self.sharpness_warmup_steps))
-    self.kl_weight.assign(progress(self.kl_warmup_steps))
+                          * schedules.linear_warmup(step, self.sharpness_warmup_steps))
+    self.kl_weight.assign(schedules.linear_warmup(step, self.kl_warmup_steps))
 
   # --- Distributions ---------------------------------------------------------------------------
 
