@@ -20,6 +20,10 @@ setuptools.setup(
         # tensorflow-datasets imports it at run time without declaring it.
         "importlib_resources>=6",
         "keras-tuner>=1.4.7,<1.5",
+        # keras-tuner's Bayesian oracle (tfgen-tune --tuner=bayesian) needs both, and its own
+        # [bayesian] extra leaves them unpinned.
+        "scipy>=1.13,<2",
+        "scikit-learn>=1.5,<2",
         "tensorboard>=2.20,<3",
         "absl-py>=2.1,<3",
         "ml-collections>=1.0,<2",

@@ -33,10 +33,14 @@ from tfgen import config as config_lib
 VARIANT_DEFAULTS = dict(data="binarized_mnist", likelihood="", binarize=False, fixed_scale=0.0,
                         latent=0, optimizer="rmsprop_nesterov", epochs=20, k=1,
                         objective="elbo", tiny=False)
+VARIANT_CHOICES = dict(
+    data=("binarized_mnist", "mnist", "mnist_5k", "fashion_mnist", "celeb_a"),
+    likelihood=("", "bernoulli", "logistic", "normal"),
+    optimizer=("rmsprop_nesterov", "adam"), objective=("elbo", "iwae"))
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   data = opts["data"]
   config.data.name = data

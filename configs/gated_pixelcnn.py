@@ -17,10 +17,11 @@ from tfgen import config as config_lib
 
 VARIANT_DEFAULTS = dict(layers=15, channels=64, epochs=50, data="binarized_mnist",
                         conditional=False, tiny=False)
+VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist"))
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
   config.model.name = "gated_pixelcnn"

@@ -39,10 +39,13 @@ from tfgen import schedules
 
 VARIANT_DEFAULTS = dict(model="vae", k=1, layers=1, data="binarized_mnist", schedule="budget",
                         batch_norm=False, tiny=False)
+VARIANT_CHOICES = dict(model=("vae", "iwae"), layers=(1, 2),
+                       data=("binarized_mnist", "mnist", "omniglot", "fashion_mnist"),
+                       schedule=("budget", "paper"))
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
   # Fashion-MNIST and Omniglot's usual protocol holds out fewer images than MNIST's.

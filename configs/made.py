@@ -18,10 +18,12 @@ from tfgen import config as config_lib
 
 VARIANT_DEFAULTS = dict(hidden=8000, layers=1, masks=32, eval_masks=1, epochs=100,
                         data="binarized_mnist", ordering="natural", tiny=False)
+VARIANT_CHOICES = dict(layers=(1, 2), data=("binarized_mnist", "mnist"),
+                       ordering=("natural", "random"))
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
   config.model.name = "made"

@@ -39,12 +39,14 @@ from tfgen import errors
 VARIANT_DEFAULTS = dict(conv=False, fc=False, fc_modules=0, fc_width=256, fc_latent=32,
                         objective="elbo", k=1, warmup=0.0, free_bits=0.0, epochs=0, batch=0,
                         data="binarized_mnist", tiny=False)
+VARIANT_CHOICES = dict(objective=("elbo", "iwae"),
+                       data=("binarized_mnist", "mnist", "omniglot", "mnist_5k"))
 # 50,000 training images of binarized MNIST; warm-up epochs become steps with this.
 TRAIN_IMAGES = {"binarized_mnist": 50000, "mnist": 50000, "omniglot": 22000, "mnist_5k": 3500}
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   fc = opts["fc"] or opts["fc_modules"] > 0
   if fc and opts["conv"]:
     raise errors.ConfigError(f"config variant {arg!r} asks for both conv and fc")

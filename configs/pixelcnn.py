@@ -16,10 +16,11 @@ PyTorch zoo reports 81.45 with dynamic binarization. What tfgen measured is in d
 from tfgen import config as config_lib
 
 VARIANT_DEFAULTS = dict(blocks=15, channels=128, epochs=50, data="binarized_mnist", tiny=False)
+VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist"))
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
   config.model.name = "pixelcnn"

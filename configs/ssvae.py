@@ -41,10 +41,11 @@ from tfgen import config as config_lib
 VARIANT_DEFAULTS = dict(data="mnist_5k", labels=100, alpha=3.0, latent=50, hidden=500,
                         classifier="conv", dropout=0.5, input_dropout=0.2,
                         unlabelled_weight=1.0, binarize=False, epochs=100, tiny=False)
+VARIANT_CHOICES = dict(data=("mnist_5k", "mnist", "fashion_mnist"), classifier=("conv", "mlp"))
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
   config.data.num_labels = opts["labels"]

@@ -36,6 +36,9 @@ from tfgen import config as config_lib
 
 VARIANT_DEFAULTS = dict(data="mnist_5k", alpha=0.01, latent=0, architecture="mlp",
                         likelihood="bernoulli", epochs=0, kl_warmup_epochs=-1, tiny=False)
+VARIANT_CHOICES = dict(
+    data=("mnist_5k", "mnist", "fashion_mnist", "celeb_a", "binarized_mnist"),
+    architecture=("mlp", "conv"), likelihood=("bernoulli", "logistic", "normal"))
 
 # Training set sizes, so that the sharpness warm-up can be given in epochs.
 TRAIN_EXAMPLES = {"mnist_5k": 3500, "mnist": 50000, "fashion_mnist": 50000, "celeb_a": 162770,
@@ -44,7 +47,7 @@ DEFAULT_EPOCHS = {"mnist_5k": 300, "celeb_a": 20}
 
 
 def get_config(arg: str = ""):
-  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS)
+  opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   data = opts["data"]
   config.data.name = data

@@ -4,8 +4,11 @@ Every config file under `configs/` starts from `base_config()` so that every mod
 same way: `config.seed`, `config.data.*`, `config.model.name`, `config.train.*`, `config.eval.*`.
 """
 
+import difflib
 import json
 import os
+import time
+from typing import Optional
 
 import ml_collections
 
@@ -153,7 +156,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   train, ev = config.train, config.eval
   _require(bool(config.model.name), "config.model.name is empty")
   _require(train.batch_size > 0, f"config.train.batch_size must be > 0, got {train.batch_size}")
-  _require(train.num_epochs >= 0, f"config.train.num_epochs must be >= 0, got {train.num_epochs}")
+  _require(train.num_epochs > 0, f"config.train.num_epochs must be > 0, got {train.num_epochs}")
   _require(train.learning_rate > 0,
            f"config.train.learning_rate must be > 0, got {train.learning_rate}")
   _require(train.checkpoint_every_epochs > 0, "config.train.checkpoint_every_epochs must be > 0, "
@@ -166,6 +169,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(ev.batch_size > 0, f"config.eval.batch_size must be > 0, got {ev.batch_size}")
   _require(ev.chunk_size > 0, f"config.eval.chunk_size must be > 0, got {ev.chunk_size}")
   _require(config.data.limit >= 0, f"config.data.limit must be >= 0, got {config.data.limit}")
+  _validate_model_sizes(config.model)
   num_labels = config.data.get("num_labels", 0)
   _require(num_labels >= 0, f"config.data.num_labels must be >= 0, got {num_labels}")
   if num_labels:
@@ -175,6 +179,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"got {per_batch}")
 
 
+# Model fields that hold sizes or counts: every number in them must be positive. Fields named
+# num_*, *_size(s), *_channels, *_filters or *_width are sizes by their name.
+_POSITIVE_MODEL_FIELDS = ("channels", "kernel_size", "fc_latent", "fc_modules")
+_SIZE_SUFFIXES = ("_size", "_sizes", "_channels", "_filters", "_width")
+
+
+def _numbers(value) -> list:
+  if isinstance(value, (tuple, list)):
+    return [n for item in value for n in _numbers(item)]
+  return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def _validate_model_sizes(model: ml_collections.ConfigDict) -> None:
+  """Refuses zero or negative sizes, counts and k (a model of size 0 cannot train)."""
+  for name in model:
+    if (name in _POSITIVE_MODEL_FIELDS or name.startswith("num_")
+        or name.endswith(_SIZE_SUFFIXES)):
+      value = model[name]
+      _require(all(n > 0 for n in _numbers(value)),
+               f"config.model.{name} must be > 0, got {value}")
+
+
 def save(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Writes the config as JSON into the workdir (atomically) and returns its path."""
   path = os.path.join(workdir, CONFIG_FILE)
@@ -182,6 +208,85 @@ def save(config: ml_collections.ConfigDict, workdir: str) -> str:
   with open(tmp, "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   os.replace(tmp, path)
+  return path
+
+
+# What a resumed run may change: how long it trains, how often it checkpoints and reports, where
+# its data files live, how it is evaluated or tuned. Any other field changes how its epochs are
+# trained, so a workdir that holds checkpoints refuses it.
+RESUMABLE_FIELDS = ("train.num_epochs", "train.checkpoint_every_epochs",
+                    "train.eval_every_epochs", "train.steps_per_execution",
+                    "train.max_checkpoints_to_keep", "data.manual_dir", "data.data_dir")
+RESUMABLE_SECTIONS = ("eval.", "tuning.")
+HISTORY_FILE = "config_history.json"
+_ABSENT = "<absent>"
+
+
+def _flatten(node, prefix: str = "") -> dict:
+  if isinstance(node, dict):
+    flat = {}
+    for key, value in node.items():
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+  return {prefix[:-1]: node}
+
+
+def as_plain(config: ml_collections.ConfigDict) -> dict:
+  """The config as the JSON objects config.json holds (tuples become lists)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def differences(saved: ml_collections.ConfigDict,
+                new: ml_collections.ConfigDict) -> dict:
+  """Dotted field name to (saved value, new value) for every field that differs."""
+  old_flat, new_flat = _flatten(as_plain(saved)), _flatten(as_plain(new))
+  return {name: (old_flat.get(name, _ABSENT), new_flat.get(name, _ABSENT))
+          for name in sorted(set(old_flat) | set(new_flat))
+          if old_flat.get(name, _ABSENT) != new_flat.get(name, _ABSENT)}
+
+
+def resumable(name: str) -> bool:
+  return name in RESUMABLE_FIELDS or name.startswith(RESUMABLE_SECTIONS)
+
+
+def check_resume(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDict,
+                 workdir: str) -> dict:
+  """The changes a resumed run makes to its saved config, if every one of them is resumable.
+
+  Returns:
+    Dotted field name to (saved value, new value), only resumable fields.
+
+  Raises:
+    ConfigError: listing the fields that differ and may not change on resume.
+  """
+  changes = differences(saved, new)
+  refused = [name for name in changes if not resumable(name)]
+  if refused:
+    shown = ", ".join(f"{name} {changes[name][0]!r} -> {changes[name][1]!r}"
+                      for name in refused[:6])
+    more = f" and {len(refused) - 6} more" if len(refused) > 6 else ""
+    raise errors.ConfigError(
+        f"workdir {workdir!r} holds a run trained with another config ({shown}{more}); a "
+        "resumed run keeps its config (only train.num_epochs, checkpoint/eval frequency, data "
+        "folders, eval.* and tuning.* may change). Use a new --workdir, with "
+        f"--init_from={workdir} to start from its weights")
+  return changes
+
+
+def append_history(workdir: str, changes: dict, **facts) -> str:
+  """Appends one entry (time, facts, the changed fields) to the run's config history."""
+  path = os.path.join(workdir, HISTORY_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      history = json.load(f)
+  except (FileNotFoundError, ValueError):
+    history = []
+  entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts,
+           "changes": {name: {"from": old, "to": new} for name, (old, new) in changes.items()}}
+  history.append(entry)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(history, f, indent=2)
+  os.replace(path + ".tmp", path)
   return path
 
 
@@ -202,28 +307,74 @@ def load_from_workdir(workdir: str) -> ml_collections.ConfigDict:
     raise errors.WorkdirError(f"cannot read {path!r}: {e}") from e
 
 
-def parse_variant(arg: str, defaults: dict) -> dict:
+_TRUE_WORDS = ("", "1", "true", "yes")
+_FALSE_WORDS = ("0", "false", "no")
+
+
+def missing_field(config: ml_collections.ConfigDict, field: str) -> Optional[str]:
+  """A one-line message when dotted `field` is not a field of config, with the closest names.
+
+  Returns:
+    None when the field exists; else e.g. "unknown config field 'train.batchsize'; did you mean
+    'train.batch_size'?".
+  """
+  node, parts = config, field.split(".")
+  for depth, part in enumerate(parts):
+    if isinstance(node, ml_collections.ConfigDict) and part in node:
+      node = node[part]
+      continue
+    if not isinstance(node, ml_collections.ConfigDict):
+      return (f"unknown config field {field!r}: {'.'.join(parts[:depth])!r} is a value, not a "
+              "section")
+    prefix = ".".join(parts[:depth] + [""])
+    close = difflib.get_close_matches(part, list(node.keys()), n=3, cutoff=0.6)
+    hint = (f"; did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close else
+            f"; {prefix.rstrip('.') or 'the config'} has: {', '.join(sorted(node.keys()))}")
+    return f"unknown config field {field!r}{hint}"
+  return None
+
+
+def parse_variant(arg: str, defaults: dict, choices: Optional[dict] = None) -> dict:
   """Parses a config file's variant string, "k=50,layers=2,tiny", over `defaults`.
 
   A bare word sets the boolean option of that name; values are converted to the type of the
-  default.
+  default. Every value is checked, so that a typo never silently selects another setting.
+
+  Args:
+    arg: the variant string (the part of `--config=FILE:VARIANT` after the colon).
+    defaults: option name to default value; its type is the option's type.
+    choices: option name to the values it may take (options not named take any value of their
+      type; numbers must then be >= 0).
 
   Raises:
-    ConfigError: an unknown option or a value of the wrong type.
+    ConfigError: an unknown option, a value of the wrong type, a boolean that is not one of
+      true/false/yes/no/1/0, a value outside `choices`, or a negative number.
   """
+  choices = choices or {}
   options = dict(defaults)
   for item in filter(None, (part.strip() for part in (arg or "").split(","))):
     key, _, value = item.partition("=")
+    key, value = key.strip(), value.strip()
     if key not in defaults:
       raise errors.ConfigError(f"unknown config variant option {key!r} in {arg!r}; known: "
                                f"{', '.join(sorted(defaults))}")
     kind = type(defaults[key])
     if kind is bool:
-      options[key] = value.lower() in ("", "1", "true", "yes")
+      if value.lower() not in _TRUE_WORDS + _FALSE_WORDS:
+        raise errors.ConfigError(f"config variant option {key}={value!r} must be true or false "
+                                 f"(or a bare {key!r} for true)")
+      options[key] = value.lower() in _TRUE_WORDS
       continue
     try:
       options[key] = kind(value)
     except ValueError as e:
       raise errors.ConfigError(f"config variant option {key}={value!r} must be "
                                f"{kind.__name__}") from e
+    if key in choices:
+      if options[key] not in choices[key]:
+        allowed = ", ".join(str(c) if c != "" else "'' (the default)" for c in choices[key])
+        raise errors.ConfigError(f"config variant option {key}={value!r} is not one of: "
+                                 f"{allowed}")
+    elif kind in (int, float) and options[key] < 0:
+      raise errors.ConfigError(f"config variant option {key}={value!r} must be >= 0")
   return options

@@ -23,3 +23,7 @@ class NonFiniteLossError(TfgenError):
 
 class TuningError(TfgenError):
   """A hyperparameter search that could not finish: no trial completed, or too many failed."""
+
+
+class OutputError(TfgenError):
+  """An output file that cannot be written: a folder in its place, no permission, no room."""

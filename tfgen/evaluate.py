@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tfgen import config as config_lib
 from tfgen import data as data_lib
+from tfgen import errors
 from tfgen import models
 from tfgen import probes
 from tfgen import seeding
@@ -98,13 +99,20 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
 
   Returns:
     The results dict that is also written to `evaluation_{split}_k{K}.json`.
+
+  Raises:
+    ConfigError: a size below 1; WorkdirError: no run or checkpoint in workdir.
   """
+  sizes = dict(num_importance_samples=num_importance_samples, batch_size=batch_size,
+               chunk_size=chunk_size)
+  for name, value in sizes.items():
+    # None means the config's value; 0 is a mistake, not a request for the default.
+    if value is not None and value < 1:
+      raise errors.ConfigError(f"{name} must be >= 1, got {value}")
   config = config_lib.load_from_workdir(workdir)
   ev = config.eval
-  ev.num_importance_samples = num_importance_samples or ev.num_importance_samples
+  ev.update({name: value for name, value in sizes.items() if value is not None})
   ev.split = split or ev.split
-  ev.batch_size = batch_size or ev.batch_size
-  ev.chunk_size = chunk_size or ev.chunk_size
   trained = load_trained(workdir, config, splits=(ev.split,))
   data, model = trained.data, trained.model
   k, chunk = ev.num_importance_samples, ev.chunk_size

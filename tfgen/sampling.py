@@ -7,8 +7,6 @@ encodes test images and sweeps each of their most used latent dimensions; "condi
 set of dimensions an encoded image uses and draws new values for them from the prior's slab.
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
@@ -246,9 +244,11 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
 
   Raises:
     ConfigError: an unknown mode, or one the run's model does not support.
+    OutputError: `out` cannot be written (checked before the model is loaded).
   """
   if mode not in MODES:
     raise errors.ConfigError(f"unknown --mode {mode!r}; known: {', '.join(MODES)}")
+  viz.check_writable(out)  # Before loading the model: a bad --out fails at once.
   if MODES[mode] is not None:
     trained = evaluate.load_trained(workdir, splits=("test",))
     return viz.write_png(out, MODES[mode](trained, num, seed=seed, mean=mean, label=label,
@@ -296,7 +296,9 @@ def saved_model_grid(saved_model: str, num: int, out: str, seed: int = 0, num_co
 
   Raises:
     WorkdirError: the folder holds no SavedModel with a `sample` signature.
+    OutputError: `out` cannot be written (checked before the SavedModel is loaded).
   """
+  viz.check_writable(out)
   if not tf.saved_model.contains_saved_model(saved_model):
     raise errors.WorkdirError(f"{saved_model!r} holds no SavedModel; write one with tfgen-export")
   loaded = tf.saved_model.load(saved_model)
@@ -309,5 +311,4 @@ def saved_model_grid(saved_model: str, num: int, out: str, seed: int = 0, num_co
   else:
     images = outputs["images"].numpy().astype(np.float32)
     images /= max(float(images.max()), 1.0) if images.max() <= 1 else 255.0
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   return viz.write_png(out, viz.image_grid(images, num_columns))

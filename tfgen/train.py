@@ -28,6 +28,7 @@ from tfgen import models
 from tfgen import optimizers
 from tfgen import schedules
 from tfgen import seeding
+from tfgen import signals
 from tfgen import viz
 from tfgen import workdir as workdir_lib
 
@@ -256,7 +257,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[s
                              "replica gets the same per-replica batch")
   if is_chief(strategy):
     with workdir_lib.locked(workdir):
-      config_lib.save(config, workdir)
+      _record_config(config, workdir)
       return _train_locked(config, workdir, workdir, init_from, strategy, show_progress)
   # A non-chief worker: its checkpoint writes (which every worker must make) go to a folder of
   # its own that is deleted afterwards; the chief's files are the run's.
@@ -266,6 +267,26 @@ def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[s
       return _train_locked(config, workdir, write_dir, init_from, strategy, show_progress)
   finally:
     shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the run's config.json; a run that has checkpoints keeps the config it trained with.
+
+  Resuming may change only the fields of `config_lib.RESUMABLE_FIELDS` (more epochs, other
+  checkpoint or evaluation frequencies, a moved data folder); those changes are appended to the
+  run's config history. Anything else is refused before a file is touched.
+
+  Raises:
+    ConfigError: the config differs from the run's in a field that shapes its training.
+  """
+  newest = workdir_lib.newest_checkpoint(workdir)
+  if newest is not None and os.path.exists(os.path.join(workdir, config_lib.CONFIG_FILE)):
+    saved = config_lib.load_from_workdir(workdir)
+    changes = config_lib.check_resume(saved, config, workdir)
+    if not changes:
+      return
+    config_lib.append_history(workdir, changes, resumed_from=os.path.basename(newest))
+  config_lib.save(config, workdir)
 
 
 def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress) -> TrainResult:
@@ -285,6 +306,8 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
     optimizer.build(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+  if chief:
+    workdir_lib.remove_partial_checkpoints(workdir)
   manager = workdir_lib.checkpoint_manager(checkpoint, write_dir,
                                            train_cfg.max_checkpoints_to_keep)
   # Every worker restores from the chief's checkpoints.
@@ -302,48 +325,71 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
             if chief else tf.summary.create_noop_writer())
   grid_images = _first_images(data.validation, 32)
-  train_iterable = strategy.experimental_distribute_dataset(_sharded_by_data(data.train))
   train_metrics, validation_metrics = {}, {}
   saved_step = _read_int(optimizer.iterations) if restored else -1
+  # A run stopped mid-epoch resumes at the batch it reached: an epoch's batches depend only on
+  # the seed and the epoch number, so skipping the ones already trained on gives the steps an
+  # uninterrupted run would take, and the run ends at the same step.
+  steps_done = min(max(_read_int(optimizer.iterations)
+                       - _read_int(epoch_var) * data.steps_per_epoch, 0),
+                   data.steps_per_epoch)
   finished_cleanly = nonfinite = False
-  try:
-    for epoch in range(_read_int(epoch_var), train_cfg.num_epochs):
-      learning_rate = schedules.learning_rate(epoch, train_cfg)
-      optimizer.learning_rate.assign(learning_rate)
-      train_metrics, seconds = _run_epoch(trainer, train_iterable, data.steps_per_epoch,
-                                          train_cfg.steps_per_execution, epoch, train_cfg,
-                                          show_progress)
-      epoch_var.assign(epoch + 1)
+  # A SIGTERM or Ctrl-C stops the loop between compiled train calls (tfgen/signals.py).
+  with signals.deferred():
+    try:
+      for epoch in range(_read_int(epoch_var), train_cfg.num_epochs):
+        signals.raise_if_requested()
+        learning_rate = schedules.learning_rate(epoch, train_cfg)
+        optimizer.learning_rate.assign(learning_rate)
+        epoch_data = data.train_epoch(epoch).skip(steps_done)
+        train_iterable = strategy.experimental_distribute_dataset(_sharded_by_data(epoch_data))
+        train_metrics, seconds = _run_epoch(trainer, train_iterable,
+                                            data.steps_per_epoch - steps_done,
+                                            train_cfg.steps_per_execution, epoch, train_cfg,
+                                            show_progress, first_step=steps_done)
+        steps_done = 0
+        epoch_var.assign(epoch + 1)
+        step = _read_int(optimizer.iterations)
+        num_examples = train_metrics.pop("steps") * train_cfg.batch_size
+        examples_per_second = num_examples / max(seconds, 1e-9)
+        last = epoch + 1 == train_cfg.num_epochs
+        if train_cfg.eval_every_epochs and (
+            (epoch + 1) % train_cfg.eval_every_epochs == 0 or last):
+          validation_metrics = trainer.evaluate_bounds(data.validation, config.seed)
+        with writer.as_default():
+          for name, value in train_metrics.items():
+            tf.summary.scalar(f"train/{name}", value, step=step)
+          for name, value in validation_metrics.items():
+            tf.summary.scalar(f"validation/{name}", value, step=step)
+          tf.summary.scalar("train/learning_rate", learning_rate, step=step)
+          tf.summary.scalar("train/examples_per_second", examples_per_second, step=step)
+        logging.info("epoch %d/%d step %d: %s | validation %s | %.0f examples/s", epoch + 1,
+                     train_cfg.num_epochs, step, _fmt(train_metrics), _fmt(validation_metrics),
+                     examples_per_second)
+        if (epoch + 1) % train_cfg.checkpoint_every_epochs == 0 or last:
+          saved_step = _save(manager, step, chief)
+          if chief:
+            write_image_grids(model, grid_images, workdir, config.seed, step, writer)
+      finished_cleanly = True
+    except errors.NonFiniteLossError:
+      nonfinite = True
+      raise
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM from a scheduler.
       step = _read_int(optimizer.iterations)
-      examples_per_second = data.steps_per_epoch * train_cfg.batch_size / seconds
-      last = epoch + 1 == train_cfg.num_epochs
-      if train_cfg.eval_every_epochs and ((epoch + 1) % train_cfg.eval_every_epochs == 0 or last):
-        validation_metrics = trainer.evaluate_bounds(data.validation, config.seed)
-      with writer.as_default():
-        for name, value in train_metrics.items():
-          tf.summary.scalar(f"train/{name}", value, step=step)
-        for name, value in validation_metrics.items():
-          tf.summary.scalar(f"validation/{name}", value, step=step)
-        tf.summary.scalar("train/learning_rate", learning_rate, step=step)
-        tf.summary.scalar("train/examples_per_second", examples_per_second, step=step)
-      logging.info("epoch %d/%d step %d: %s | validation %s | %.0f examples/s", epoch + 1,
-                   train_cfg.num_epochs, step, _fmt(train_metrics), _fmt(validation_metrics),
-                   examples_per_second)
-      if (epoch + 1) % train_cfg.checkpoint_every_epochs == 0 or last:
+      if step != saved_step:
         saved_step = _save(manager, step, chief)
-        if chief:
-          write_image_grids(model, grid_images, workdir, config.seed, step, writer)
-    finished_cleanly = True
-  except errors.NonFiniteLossError:
-    nonfinite = True
-    raise
-  finally:
-    # At exit (also Ctrl-C or an error) save progress made since the last checkpoint, except
-    # after a non-finite loss: then the last good checkpoint must stay the newest.
-    step = _read_int(optimizer.iterations)
-    if not finished_cleanly and not nonfinite and step != saved_step:
-      saved_step = _save(manager, step, chief)
-    writer.flush()
+      if chief:
+        e.add_note(f"checkpoint at step {step} (epoch {_read_int(epoch_var) + 1}) in "
+                   f"{os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)}; the same command "
+                   "resumes from it")
+      raise
+    finally:
+      # At exit (also after an error) save progress made since the last checkpoint, except
+      # after a non-finite loss: then the last good checkpoint must stay the newest.
+      step = _read_int(optimizer.iterations)
+      if not finished_cleanly and not nonfinite and step != saved_step:
+        saved_step = _save(manager, step, chief)
+      writer.flush()
   if chief and not os.path.exists(os.path.join(workdir, SAMPLES_PNG)):
     write_image_grids(model, grid_images, workdir, config.seed, _read_int(optimizer.iterations),
                       writer)
@@ -366,28 +412,38 @@ def _sharded_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
   return dataset.with_options(options)
 
 
-def _run_epoch(trainer, train_iterable, steps_per_epoch, steps_per_execution, epoch, train_cfg,
-               show_progress):
-  progbar = keras.utils.Progbar(steps_per_epoch, verbose=1 if show_progress else 0,
+def _run_epoch(trainer, train_iterable, num_steps_left, steps_per_execution, epoch, train_cfg,
+               show_progress, first_step: int = 0):
+  """Trains the rest of an epoch, `num_steps_left` steps from step `first_step` of it.
+
+  Returns:
+    ({name: mean over the steps run, and "steps": their number}, wall seconds).
+  """
+  progbar = keras.utils.Progbar(first_step + num_steps_left, verbose=1 if show_progress else 0,
                                 stateful_metrics=None, unit_name="step")
   if show_progress:
-    print(f"Epoch {epoch + 1}/{train_cfg.num_epochs}", flush=True)
+    resumed = f" (resumed at step {first_step + 1})" if first_step else ""
+    print(f"Epoch {epoch + 1}/{train_cfg.num_epochs}{resumed}", flush=True)
   iterator = iter(train_iterable)
   done, sums = 0, {}
   start = time.perf_counter()
-  while done < steps_per_epoch:
-    num_steps = min(steps_per_execution, steps_per_epoch - done)
+  while done < num_steps_left:
+    num_steps = min(steps_per_execution, num_steps_left - done)
     metrics, bad_step = trainer.train_steps(iterator, num_steps)
     if bad_step >= 0:
       raise errors.NonFiniteLossError(
           f"the loss became NaN or infinite at step {bad_step} (epoch {epoch + 1}); training "
           "stopped and the last good checkpoint is kept. Try a lower learning rate.")
     done += num_steps
+    signals.raise_if_requested()
     for k, v in metrics.items():
       sums[k] = sums.get(k, 0.0) + v * num_steps
-    progbar.update(done, [(k, metrics[k]) for k in ("loss", "elbo") if k in metrics])
+    progbar.update(first_step + done,
+                   [(k, metrics[k]) for k in ("loss", "elbo") if k in metrics])
   seconds = time.perf_counter() - start
-  return {k: v / steps_per_epoch for k, v in sums.items()}, seconds
+  means = {k: v / max(num_steps_left, 1) for k, v in sums.items()}
+  means["steps"] = num_steps_left
+  return means, seconds
 
 
 def _read_int(variable) -> int:

@@ -367,16 +367,52 @@ def search(config: ml_collections.ConfigDict, workdir: str, tuner: str = "bayesi
 
 
 def _check_same_search(config, workdir: str, tuner: str) -> None:
-  """Refuses to continue a search of another config or tuner in the same workdir."""
+  """Refuses to continue a search of another config or tuner in the same workdir.
+
+  A search none of whose trials finished (it crashed or was stopped before its first result)
+  holds nothing worth keeping, so another tuner or config starts afresh there instead.
+  """
   path = os.path.join(workdir, SEARCH_FILE)
   current = {"tuner": tuner, "config": json.loads(config.to_json_best_effort())}
   saved = _read_json(path)
+  if saved is not None and saved != current:
+    what = "tuner" if saved.get("tuner") != tuner else "config"
+    finished = _finished_trials(workdir)
+    if finished:
+      raise errors.WorkdirError(
+          f"{workdir!r} holds a search with another {what} and {len(finished)} finished "
+          "trial(s); continue it with the same command or use another --workdir")
+    logging.warning("no trial of the search in %s (tuner %s) finished; removing it to start "
+                    "afresh with another %s", workdir, saved.get("tuner"), what)
+    _remove_search(workdir)
+    saved = None
   if saved is None:
     _write_json(path, current)
-  elif saved != current:
-    what = "tuner" if saved["tuner"] != tuner else "config"
-    raise errors.WorkdirError(f"{workdir!r} holds a search with another {what}; continue it "
-                              "with the same command or use another --workdir")
+
+
+def _finished_trials(workdir: str) -> List[str]:
+  """Ids of the trials in workdir whose record says they completed or failed."""
+  trials = os.path.join(workdir, TRIALS_DIR)
+  finished = []
+  for trial_id in sorted(os.listdir(trials)) if os.path.isdir(trials) else []:
+    try:
+      record = _read_json(os.path.join(trials, trial_id, RECORD_FILE))
+    except (OSError, ValueError):  # A half-written record: that trial did not finish.
+      record = None
+    if record and record.get("status") in ("COMPLETED", "FAILED"):
+      finished.append(trial_id)
+  return finished
+
+
+def _remove_search(workdir: str) -> None:
+  """Removes a search's state (oracle, trials, reports), leaving the workdir and its lock."""
+  for name in (SEARCH_DIR, TRIALS_DIR, HPARAMS_DIR):
+    shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+  for name in (SEARCH_FILE, TABLE_CSV, BEST_CONFIG):
+    try:
+      os.remove(os.path.join(workdir, name))
+    except FileNotFoundError:
+      pass
 
 
 # --- Reporting ------------------------------------------------------------------------------

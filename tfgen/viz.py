@@ -6,6 +6,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfgen import errors
+
 
 def image_grid(images, num_columns: int = 0, padding: int = 1) -> np.ndarray:
   """Tiles images into one picture.
@@ -31,13 +33,48 @@ def image_grid(images, num_columns: int = 0, padding: int = 1) -> np.ndarray:
   return np.round(grid * 255).astype(np.uint8)
 
 
-def write_png(path: str, grid: np.ndarray) -> str:
-  """Writes a uint8 [H, W, C] picture as PNG, atomically; returns the path."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
+def check_writable(path: str) -> str:
+  """Fails fast, before any slow work, when a file cannot be written at `path`.
+
+  Creates the missing parent folders and writes (then removes) an empty temporary file beside
+  `path`, so that what is refused here would also fail when writing for real.
+
+  Raises:
+    OutputError: `path` is a folder, or its folder cannot be created or written.
+  """
+  if not path or path.endswith(os.sep) or os.path.isdir(path):
+    raise errors.OutputError(f"--out {path!r} is a folder; give a file name such as "
+                             f"{os.path.join(path or '.', 'samples.png')!r}")
   tmp = path + ".tmp"
-  tf.io.write_file(tmp, tf.io.encode_png(grid))
-  os.replace(tmp, path)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "wb"):
+      pass
+  except OSError as e:
+    raise errors.OutputError(f"cannot write {path!r}: {e.strerror or e}") from e
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path
+
+
+def write_png(path: str, grid: np.ndarray) -> str:
+  """Writes a uint8 [H, W, C] picture as PNG, atomically; returns the path.
+
+  Raises:
+    OutputError: the file cannot be written; nothing is left behind.
+  """
+  check_writable(path)
+  tmp = path + ".tmp"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(tf.io.encode_png(grid).numpy())
+    os.replace(tmp, path)
+  except OSError as e:
+    raise errors.OutputError(f"cannot write {path!r}: {e.strerror or e}") from e
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
   return path
 
 

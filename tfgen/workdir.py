@@ -2,8 +2,10 @@
 
 import contextlib
 import fcntl
+import glob
 import os
-from typing import Optional
+import shutil
+from typing import List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -49,6 +51,34 @@ def checkpoint_manager(checkpoint: tf.train.Checkpoint, workdir: str,
                        max_to_keep: int = 3) -> tf.train.CheckpointManager:
   return tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_DIR),
                                     max_to_keep=max_to_keep)
+
+
+def newest_checkpoint(workdir: str) -> Optional[str]:
+  """The path of workdir's newest checkpoint, or None when it has none."""
+  return tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+
+
+def remove_partial_checkpoints(workdir: str) -> List[str]:
+  """Deletes the `ckpt-N_temp*` files and folders that a killed checkpoint write leaves behind.
+
+  TensorFlow writes a checkpoint under a temporary name and renames it when complete, so these
+  never hold a usable checkpoint; call it only while holding the workdir's lock.
+
+  Returns:
+    The paths removed.
+  """
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  removed = []
+  for path in glob.glob(os.path.join(glob.escape(directory), "*_temp*")):
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
+    removed.append(path)
+  if removed:
+    logging.info("removed %d partial checkpoint(s) left by an earlier run: %s", len(removed),
+                 ", ".join(os.path.basename(p) for p in removed))
+  return removed
 
 
 def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str,

@@ -1,5 +1,15 @@
-"""What every tfgen absl app shares: one clear error line and a non-zero exit for user errors."""
+"""What every tfgen absl app shares: one clear error line and a non-zero exit for user errors.
 
+Exit codes: 0 success; 1 a user error (bad config, data, workdir, ...), printed as one line
+`PROGRAM: error: ...`; 2 a command line that does not parse (unknown flag or config field,
+missing config file, bad value); 130 after Ctrl-C (SIGINT) and 143 after SIGTERM, both once the
+program has saved what it can (tfgen-train writes a checkpoint on its way out).
+"""
+
+import importlib.util
+import os
+import re
+import signal
 import sys
 
 from absl import app
@@ -7,6 +17,83 @@ from absl import flags
 from absl import logging
 
 from tfgen import errors
+from tfgen import signals
+
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+def _config_file(argv) -> str:
+  """The value of --config=FILE[:VARIANT] on the command line, or ""."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return ""
+
+
+def _override_fields(argv):
+  """The dotted fields of --config.FIELD=VALUE overrides, in order."""
+  return [m.group(1) for m in (re.match(r"--config\.([^=]+)(=|$)", a) for a in argv) if m]
+
+
+def usage_message(argv, error: BaseException) -> str:
+  """One line saying what is wrong with a command line whose flags did not parse."""
+  config_arg = _config_file(argv)
+  path = config_arg.split(":", 1)[0]
+  if config_arg and not os.path.isfile(path):
+    return f"config file {path!r} does not exist (--config={config_arg})"
+  config = None
+  if config_arg:
+    try:
+      config = _load_config(config_arg)
+    except Exception as e:  # pylint: disable=broad-except
+      return f"config file {path!r} cannot be loaded: {type(e).__name__}: {_first_line(e)}"
+  if config is not None:
+    from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+    for field in _override_fields(argv):
+      message = config_lib.missing_field(config, field)
+      if message:
+        return message
+  if isinstance(error, flags.Error):
+    return _first_line(error)
+  return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _load_config(config_arg: str):
+  """get_config(VARIANT) of the config file in --config=FILE[:VARIANT]."""
+  path, _, variant = config_arg.partition(":")
+  spec = importlib.util.spec_from_file_location("tfgen_config_file", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()
+
+
+def _first_line(error: BaseException) -> str:
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__
+
+
+def _parse_flags(program: str):
+  """An absl flags parser that reports a command line it cannot parse as one line, exit 2."""
+
+  def parse(argv):
+    try:
+      remaining = flags.FLAGS(argv)
+      if "config" in flags.FLAGS and flags.FLAGS["config"].present:
+        # A config file that fails to load is only reported when first read: read it now.
+        flags.FLAGS["config"].value.get("model")
+      return remaining
+    except errors.TfgenError:
+      raise  # Raised by a config file's get_config: reported by run() below.
+    except Exception as e:  # absl, ml_collections and config files raise many kinds; pylint: disable=broad-except
+      print(f"{program}: error: {usage_message(argv, e)}", file=sys.stderr, flush=True)
+      sys.exit(EXIT_USAGE)
+
+  return parse
 
 
 def run(main, program: str, module_name: str) -> None:
@@ -23,12 +110,16 @@ def run(main, program: str, module_name: str) -> None:
   for flag in flags.FLAGS.get_flags_for_module(module_name):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   try:
-    app.run(main)
+    with signals.handle_signals():
+      app.run(main, flags_parser=_parse_flags(program))
   except errors.TfgenError as e:
     logging.flush()
     print(f"{program}: error: {e}", file=sys.stderr, flush=True)
-    sys.exit(1)
-  except KeyboardInterrupt:
-    # The training loop has saved a checkpoint on its way out; a rerun resumes from it.
-    print(f"\n{program}: interrupted", file=sys.stderr, flush=True)
-    sys.exit(130)
+    sys.exit(EXIT_USER_ERROR)
+  except KeyboardInterrupt as e:
+    # Whatever the program saves on its way out (tfgen-train's checkpoint) is written by now.
+    what = "terminated (SIGTERM)" if isinstance(e, signals.Terminated) else "interrupted"
+    # Notes added on the way out, e.g. the checkpoint tfgen-train saved.
+    notes = "".join(f"; {note}" for note in getattr(e, "__notes__", ()))
+    print(f"\n{program}: {what}{notes}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_TERMINATED if isinstance(e, signals.Terminated) else EXIT_INTERRUPTED)

@@ -17,7 +17,7 @@ cannot see more labels than configured.
 
 import dataclasses
 import json
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -72,18 +72,34 @@ class DataInfo:
 
 @dataclasses.dataclass
 class Data:
-  """Batched pipelines of dicts with `image` (float32 [B, H, W, C]) and maybe `label` (int32 [B])."""
+  """Batched pipelines of dicts with `image` (float32 [B, H, W, C]) and maybe `label` (int32 [B]).
+
+  Attributes:
+    train: the training batches of the first epoch (`train_epoch(0)`).
+    validation, test: every example once, in order.
+    info: what models need to know about the data set.
+    steps_per_epoch: full training batches per epoch.
+    train_epoch: epoch number to that epoch's training batches. An epoch's order (and dynamic
+      binarization) depends only on the seed and the epoch number, so a run resumed mid-epoch
+      can skip exactly the batches it has already trained on.
+  """
 
   train: tf.data.Dataset
   validation: tf.data.Dataset
   test: tf.data.Dataset
   info: DataInfo
   steps_per_epoch: int
+  train_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
 
   def split(self, name: str) -> tf.data.Dataset:
     if name not in ("train", "validation", "test"):
       raise errors.ConfigError(f"unknown split {name!r}; known: train, validation, test")
     return getattr(self, name)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+  """The shuffle and binarization seed of one training epoch (epoch 0 keeps `seed`)."""
+  return seed + 1_000_003 * epoch
 
 
 def _check_shape(name: str, split: str, ds: tf.data.Dataset, expected) -> None:
@@ -158,7 +174,7 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
                              f"binarization {config.binarization!r} is not available for it")
   eval_batch_size = eval_batch_size or batch_size
   counts = dict(raw.num_examples)
-  datasets = {}
+  datasets, train_epoch = {}, None
   for split in ("train", "validation", "test"):
     if split not in splits:
       datasets[split] = None
@@ -172,7 +188,7 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
     ds = ds.map(_common, num_parallel_calls=tf.data.AUTOTUNE)
     if split == "train" and not train_for_eval:
       train_unbatched = ds
-      datasets[split] = _train_pipeline(ds, counts[split], raw.binarization, batch_size, seed)
+      train_epoch = _train_epochs(ds, counts[split], raw.binarization, batch_size, seed)
     else:
       datasets[split] = _eval_pipeline(ds, raw.binarization, eval_batch_size)
   if "train" in splits and counts["train"] < batch_size:
@@ -181,18 +197,30 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
   steps_per_epoch = counts["train"] // batch_size
   num_labels = config.get("num_labels", 0)
   if num_labels and "train" in splits and not train_for_eval:
-    datasets["train"], steps_per_epoch = _semi_supervised_pipeline(
+    train_epoch, steps_per_epoch = _semi_supervised_pipeline(
         train_unbatched, counts["train"], raw, num_labels, config.labelled_per_batch,
         config.label_seed, batch_size, seed)
+  if train_epoch is not None:
+    datasets["train"] = train_epoch(0)
   info = DataInfo(config.name, tuple(raw.image_shape), raw.binarization, counts, raw.num_classes)
   return Data(datasets["train"], datasets["validation"], datasets["test"], info,
-              steps_per_epoch=steps_per_epoch)
+              steps_per_epoch=steps_per_epoch, train_epoch=train_epoch)
 
 
-def _train_pipeline(ds, num_examples, binarization, batch_size, seed):
+def _train_epochs(ds, num_examples, binarization, batch_size, seed):
+  """Epoch number -> that epoch's shuffled, batched training pipeline over one shared cache."""
   # Cache the 8-bit images: 4x smaller than floats, and dynamic binarization must come after.
-  ds = ds.cache().shuffle(min(num_examples, 70000), seed=seed, reshuffle_each_iteration=True)
-  return _to_float_batches(ds.batch(batch_size, drop_remainder=True), binarization, seed)
+  # Every epoch's pipeline reads this one cache, so the source is decoded only once.
+  cached = ds.cache()
+
+  def train_epoch(epoch: int) -> tf.data.Dataset:
+    epoch_s = epoch_seed(seed, epoch)
+    shuffled = cached.shuffle(min(num_examples, 70000), seed=epoch_s,
+                              reshuffle_each_iteration=True)
+    return _to_float_batches(shuffled.batch(batch_size, drop_remainder=True), binarization,
+                             epoch_s)
+
+  return train_epoch
 
 
 def _to_float_batches(ds, binarization, seed):
@@ -235,7 +263,11 @@ def choose_labelled(labels: np.ndarray, num_labels: int, num_classes: int,
 
 def _semi_supervised_pipeline(ds, num_examples, raw, num_labels, labelled_per_batch, label_seed,
                               batch_size, seed):
-  """Batches of labelled_per_batch labelled images then unlabelled ones; see the module doc."""
+  """Batches of labelled_per_batch labelled images then unlabelled ones; see the module doc.
+
+  Returns:
+    (epoch number -> that epoch's training batches, steps per epoch).
+  """
   if "label" not in ds.element_spec or not raw.num_classes:
     raise errors.DataError("semi-supervised training (config.data.num_labels > 0) needs a data "
                            "set with labels")
@@ -248,17 +280,24 @@ def _semi_supervised_pipeline(ds, num_examples, raw, num_labels, labelled_per_ba
   is_chosen = lambda i, _: tf.reduce_any(tf.equal(i, chosen))
   labelled = ds.enumerate().filter(is_chosen).map(
       lambda _, ex: {**ex, "labelled": tf.constant(True)}).cache()
-  labelled = labelled.shuffle(num_labels, seed=seed + 1, reshuffle_each_iteration=True).repeat()
   unlabelled = ds.map(lambda ex: {"image": ex["image"], "label": tf.constant(-1, tf.int32),
                                   "labelled": tf.constant(False)}).cache()
   num_unlabelled = batch_size - labelled_per_batch
-  unlabelled = unlabelled.shuffle(min(num_examples, 70000), seed=seed,
-                                  reshuffle_each_iteration=True)
-  batches = tf.data.Dataset.zip(labelled.batch(labelled_per_batch, drop_remainder=True),
-                                unlabelled.batch(num_unlabelled, drop_remainder=True))
-  batches = batches.map(lambda a, b: {k: tf.concat([a[k], b[k]], 0) for k in a})
-  return (_to_float_batches(batches, raw.binarization, seed),
-          num_examples // num_unlabelled)
+
+  def train_epoch(epoch: int) -> tf.data.Dataset:
+    epoch_s = epoch_seed(seed, epoch)
+    # The labelled subset is small: drawn again and again, reshuffled at every pass.
+    labelled_stream = labelled.shuffle(num_labels, seed=epoch_s + 1,
+                                       reshuffle_each_iteration=True).repeat()
+    unlabelled_stream = unlabelled.shuffle(min(num_examples, 70000), seed=epoch_s,
+                                           reshuffle_each_iteration=True)
+    batches = tf.data.Dataset.zip(
+        labelled_stream.batch(labelled_per_batch, drop_remainder=True),
+        unlabelled_stream.batch(num_unlabelled, drop_remainder=True))
+    batches = batches.map(lambda a, b: {k: tf.concat([a[k], b[k]], 0) for k in a})
+    return _to_float_batches(batches, raw.binarization, epoch_s)
+
+  return train_epoch, num_examples // num_unlabelled
 
 
 def _eval_pipeline(ds, binarization, batch_size):

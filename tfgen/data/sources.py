@@ -5,8 +5,15 @@ to the shape tfgen models see; `tfgen.data.pipeline` turns its splits into train
 pipelines. Every source is registered by the name configs use (`config.data.name`).
 """
 
+import contextlib
 import dataclasses
+import io
 import os
+import re
+import socket
+import sys
+import threading
+import urllib.parse
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
@@ -73,9 +80,14 @@ def _tfds_builder(name: str, tfds_name: str, expected_files: List[str], config):
     if missing:
       raise errors.DataError(_missing_data_message(name, expected_files, manual_dir,
                                                    f"missing {', '.join(missing)}"))
+  source = f"from {manual_dir}" if manual_dir else "by downloading its files"
+  # Preparing takes a while and TFDS's own output is silenced below, so say what is going on.
+  print(f"preparing {name} {source} into {builder.data_dir} (once; later runs reuse it)",
+        file=sys.stderr, flush=True)
   try:
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    with _quiet_tfds(tfds), _fail_fast_offline():
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # TFDS raises many kinds; the user needs one message.
     cause = str(e).splitlines()[0] if str(e) else type(e).__name__
     if "checksum" in str(e).lower():
@@ -84,6 +96,120 @@ def _tfds_builder(name: str, tfds_name: str, expected_files: List[str], config):
     raise errors.DataError(_missing_data_message(name, expected_files, manual_dir,
                                                  cause)) from e
   return builder
+
+
+@contextlib.contextmanager
+def _quiet_tfds(tfds):
+  """Hides TFDS's progress bars and prints while it prepares.
+
+  They would otherwise precede (and bury) the one-line DataError of a preparation that fails,
+  and "Downloading and preparing dataset" misleads when nothing is downloaded.
+  """
+  try:
+    from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+    was_shown = getattr(tqdm_utils, "_active", True)
+  except ImportError:
+    was_shown = True
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.display_progress_bar(was_shown)
+
+
+# How long a download host may take to accept a connection before it counts as unreachable.
+PROBE_TIMEOUT_S = 10.0
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "socks5": 1080, "socks5h": 1080}
+
+
+class HostUnreachableError(OSError):
+  """A host TFDS needs to download from cannot be reached."""
+
+
+def _connect_address(url: str) -> Optional[Tuple[str, int]]:
+  """The (host, port) a download of url connects to (its proxy where one applies), or None.
+
+  None for URLs that are not fetched over the network by host name (local or gs:// paths).
+  """
+  parts = urllib.parse.urlsplit(url)
+  if parts.scheme not in ("http", "https", "ftp") or not parts.hostname:
+    return None
+  try:
+    # TFDS downloads with requests, which honours $HTTP(S)_PROXY, $ALL_PROXY and $NO_PROXY: a
+    # machine that reaches the web only through a proxy must not be judged offline.
+    import requests  # pylint: disable=g-import-not-at-top
+    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+  except Exception:  # No requests, or odd proxy settings: probe the host itself.
+    proxy = None
+  if proxy:
+    proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    if proxy_parts.hostname:
+      return proxy_parts.hostname, proxy_parts.port or _DEFAULT_PORTS.get(proxy_parts.scheme, 80)
+  try:
+    port = parts.port
+  except ValueError:
+    port = None
+  return parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
+
+
+def why_unreachable(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> Optional[str]:
+  """None when a TCP connection to host:port opens within timeout, else why it did not."""
+  outcome = []
+
+  def connect():
+    try:
+      socket.create_connection((host, port), timeout=timeout).close()
+      outcome.append(None)
+    except OSError as e:
+      outcome.append(e.strerror or str(e) or type(e).__name__)
+
+  # The name lookup ignores socket timeouts, so the attempt runs in a thread we stop waiting
+  # for: a resolver that hangs must not hang the run.
+  thread = threading.Thread(target=connect, name=f"probe {host}", daemon=True)
+  thread.start()
+  thread.join(timeout)
+  return outcome[0] if outcome else f"no answer within {timeout:g} s"
+
+
+@contextlib.contextmanager
+def _fail_fast_offline():
+  """While TFDS prepares, a download from a host that cannot be reached fails at once.
+
+  TFDS retries a failed connection 10 times with exponential backoff, about 3.5 minutes,
+  before it gives up, which is how long an offline run without manual_dir used to wait for its
+  error. Each host is probed once, with one connection of at most PROBE_TIMEOUT_S, right before
+  TFDS would download from it: only files that are neither in manual_dir nor already
+  downloaded, so preparing from manual_dir never touches the network. A host that answers is
+  downloaded from as before, with TFDS's retries against a flaky network.
+  """
+  try:
+    # pylint: disable-next=g-import-not-at-top
+    from tensorflow_datasets.core.download import download_manager
+    manager = download_manager.DownloadManager
+    original = manager.__dict__["_download"]
+  except (ImportError, AttributeError, KeyError):  # Another TFDS layout: keep its behaviour.
+    yield
+    return
+  verdicts = {}
+
+  def download(self, resource):
+    url = str(getattr(resource, "url", resource))
+    address = _connect_address(url)
+    if address is not None:
+      if address not in verdicts:
+        verdicts[address] = why_unreachable(*address)
+      if verdicts[address]:
+        raise HostUnreachableError(
+            f"cannot reach {address[0]}:{address[1]} ({verdicts[address]}) to download "
+            f"{os.path.basename(urllib.parse.urlsplit(url).path) or url}")
+    return original(self, resource)
+
+  manager._download = download  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    manager._download = original  # pylint: disable=protected-access
 
 
 def _is_prepared(builder) -> bool:
@@ -211,7 +337,7 @@ def read_omniglot_zips(paths: List[str]) -> Tuple[np.ndarray, np.ndarray]:
   Raises:
     DataError: a file that is not a readable zip, or holds no PNG.
   """
-  encoded, characters = [], []
+  images, characters = [], []
   for path in paths:
     try:
       with zipfile.ZipFile(path) as archive:
@@ -219,16 +345,27 @@ def read_omniglot_zips(paths: List[str]) -> Tuple[np.ndarray, np.ndarray]:
           if name.endswith(".png"):
             parts = name.split("/")
             characters.append("/".join(parts[-3:-1]))
-            encoded.append(archive.read(name))
-    except (zipfile.BadZipFile, OSError) as e:
+            images.append(_decode_omniglot_png(archive.read(name), path, name))
+    except (zipfile.BadZipFile, OSError) as e:  # Also a damaged entry (CRC error).
       raise errors.DataError(f"Omniglot file {path!r} is not a readable zip: {e}") from e
-  if not encoded:
+  if not images:
     raise errors.DataError(f"no Omniglot PNGs found in {', '.join(paths)}")
   index = {c: i for i, c in enumerate(sorted(set(characters)))}
-  images = np.stack([omniglot_to_28(tf.io.decode_png(png, channels=1)).numpy()
-                     for png in encoded])
   labels = np.array([index[c] for c in characters], np.int32)
-  return images, labels
+  return np.stack(images), labels
+
+
+def _decode_omniglot_png(png: bytes, path: str, name: str) -> np.ndarray:
+  """One PNG of a zip to uint8 [28, 28, 1]; DataError naming the zip and entry when unusable."""
+  try:
+    # Decoding to uint8 and resizing bounds the values, so no range check is needed after.
+    return omniglot_to_28(tf.io.decode_png(png, channels=1)).numpy()
+  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+    # TF wraps the cause in "{{function_node ...}} CAUSE [Op:DecodePng]"; keep the cause.
+    cause = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:\w+\]$", "",
+                   (e.message or type(e).__name__).splitlines()[0])
+    raise errors.DataError(f"Omniglot file {path!r}, entry {name!r} is not a readable PNG: "
+                           f"{cause}") from None
 
 
 def _omniglot_from_zips(paths: List[str], config) -> RawData:
@@ -249,18 +386,83 @@ MNIST_5K_SPLIT = {"train": 350, "validation": 50, "test": 100}
 MNIST_5K_SPLIT_SEED = 5000
 
 
+MNIST_5K_CLASSES = 10
+
+
+def _value_range(array: np.ndarray) -> str:
+  if not array.size:
+    return "no values"
+  if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    return "values that are not numbers"
+  low, high = array.min(), array.max()
+  return f"values in [{low:g}, {high:g}]" if np.issubdtype(
+      array.dtype, np.floating) else f"values in [{int(low)}, {int(high)}]"
+
+
+def check_images(images: np.ndarray, where: str, shape: Tuple[int, int]) -> np.ndarray:
+  """uint8 [N, H, W, 1] images from an integer [N, H, W] or [N, H, W, 1] array of 0..255.
+
+  Floats are refused, even integral ones: [0, 1] intensities cast to uint8 would train on blank
+  images, and whether a float array means [0, 1] or [0, 255] is a guess. Wider integers must
+  lie in 0..255, which a cast would otherwise wrap around.
+
+  Args:
+    images: the array read from a file.
+    where: names the file and key in the message, e.g. "file 'x.npz', key 'images'".
+    shape: (H, W).
+
+  Raises:
+    DataError: one line naming `where` and what was found.
+  """
+  expected = (f"expected uint8 0..255, shape [N, {shape[0]}, {shape[1]}] or "
+              f"[N, {shape[0]}, {shape[1]}, 1]")
+  found = f"found {images.dtype} with {_value_range(images)}, shape {images.shape}"
+  good_shape = (images.ndim in (3, 4) and images.shape[1:3] == tuple(shape)
+                and images.shape[3:] in ((), (1,)) and len(images) > 0)
+  integer = np.issubdtype(images.dtype, np.integer)
+  if not (good_shape and integer and images.min() >= 0 and images.max() <= 255):
+    raise errors.DataError(f"{where}: {expected}, {found}")
+  return images.astype(np.uint8).reshape(images.shape[:3] + (1,))
+
+
+def check_labels(labels: np.ndarray, num_images: int, num_classes: int, where: str) -> np.ndarray:
+  """int32 [N] labels from an integer [N] array of values 0..num_classes-1.
+
+  Raises:
+    DataError: one line naming `where` and what was found (dtype, shape, bad values).
+  """
+  expected = f"expected {num_images} integer labels 0..{num_classes - 1} (one per image)"
+  if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (num_images,):
+    raise errors.DataError(f"{where}: {expected}, found {labels.dtype} with "
+                           f"{_value_range(labels)}, shape {labels.shape}")
+  bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+  if bad.size:
+    shown = ", ".join(str(int(v)) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
+    raise errors.DataError(f"{where}: {expected}, found {labels.dtype} labels with the values "
+                           f"{shown} ({int(np.isin(labels, bad).sum())} labels)")
+  return labels.astype(np.int32)
+
+
 def read_mnist_5k(path: str) -> Tuple[np.ndarray, np.ndarray]:
-  """Reads `images` (uint8 [N, 28, 28]) and `labels` from an npz; DataError when unusable."""
+  """Reads `images` and `labels` from an npz, checked once here so bad files fail early.
+
+  Returns:
+    images: uint8 [N, 28, 28, 1]; labels: int32 [N] in 0..9.
+
+  Raises:
+    DataError: a file that cannot be read, or whose arrays have the wrong dtype, range or shape
+      (see check_images and check_labels).
+  """
   try:
     with np.load(path) as archive:
       images, labels = archive["images"], archive["labels"]
   except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
     raise errors.DataError(f"mnist_5k file {path!r} is not a readable npz with `images` and "
                            f"`labels`: {e}") from e
-  if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-    raise errors.DataError(f"mnist_5k file {path!r}: images {images.shape} and labels "
-                           f"{labels.shape} are not [N, 28, 28] and [N]")
-  return images.astype(np.uint8)[..., None], labels.astype(np.int32)
+  images = check_images(images, f"mnist_5k file {path!r}, key 'images'", (28, 28))
+  labels = check_labels(labels, len(images), MNIST_5K_CLASSES,
+                        f"mnist_5k file {path!r}, key 'labels'")
+  return images, labels
 
 
 @SOURCES.register("mnist_5k")
@@ -291,7 +493,7 @@ def mnist_5k(config) -> RawData:
   splits = {s: tf.data.Dataset.from_tensor_slices({"image": images[i], "label": labels[i]})
             for s, i in parts.items()}
   return RawData(splits, {s: len(i) for s, i in parts.items()}, (28, 28, 1),
-                 config.binarization or "dynamic", num_classes=10)
+                 config.binarization or "dynamic", num_classes=MNIST_5K_CLASSES)
 
 
 CELEB_A_CROP = 140

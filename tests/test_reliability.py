@@ -1,0 +1,318 @@
+"""tfgen's promises to a user who makes a mistake or stops a run (docs/reliability.md).
+
+Every failure a user can cause ends in one clear line and a non-zero exit, and nothing already
+trained is lost. Each test below is one promise; the serving and data promises are in
+test_reliability_serving.py and test_reliability_data.py.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO
+from tests.conftest import load_config
+from tfgen import config as config_lib
+from tfgen import errors
+from tfgen import evaluate
+from tfgen import sampling
+from tfgen import signals
+from tfgen import train
+from tfgen import workdir as workdir_lib
+from tfgen.apps import common
+
+TINY = "configs/iwae.py:tiny"
+STEPS_PER_EPOCH = 256 // 32  # The tiny config: 256 training images, batch 32.
+
+
+def _script(name):
+  path = os.path.join(os.path.dirname(sys.executable), name)
+  if not os.path.exists(path):
+    pytest.fail(f"console script {name} is not installed; run pip install -e .")
+  return path
+
+
+def _env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _run(args):
+  return subprocess.run(args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def _tfgen_lines(stderr: str, program: str):
+  """What tfgen itself printed to stderr (TensorFlow's C++ start-up log lines left out)."""
+  return [line for line in stderr.splitlines() if line.startswith(f"{program}:")]
+
+
+def _assert_one_clear_line(result, program: str, message: str):
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  lines = _tfgen_lines(result.stderr, program)
+  assert len(lines) == 1 and message in lines[0], result.stderr[-3000:]
+
+
+def _checkpoint_steps(workdir):
+  state = tf.train.get_checkpoint_state(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+  return sorted(int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths)
+
+
+def _weights(workdir):
+  return [w.numpy() for w in evaluate.load_trained(workdir, splits=()).model.weights]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
+  """A finished tiny run (2 epochs); tests work on copies of it."""
+  config = load_config("iwae", "tiny")
+  config.data.manual_dir, config.data.data_dir = str(binarized_mnist_dir), tfds_data_dir
+  workdir = str(tmp_path_factory.mktemp("reliability") / "run")
+  train.train(config, workdir, show_progress=False)
+  return workdir
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained_run, workdir)
+  return workdir
+
+
+# --- Signals and schedulers -----------------------------------------------------------------
+
+
+def test_sigterm_saves_a_checkpoint_exits_143_with_one_line_and_the_run_resumes(
+    binarized_mnist_dir, tfds_data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  command = [_script("tfgen-train"), f"--config={TINY}", f"--workdir={workdir}",
+             f"--config.data.manual_dir={binarized_mnist_dir}",
+             f"--config.data.data_dir={tfds_data_dir}", "--config.train.num_epochs=10000",
+             "--config.train.checkpoint_every_epochs=10000", "--config.train.eval_every_epochs=0"]
+  process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 240
+    for line in process.stdout:  # Training is under way once its third epoch starts.
+      if "Epoch 3/" in line or time.time() > deadline:
+        break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == common.EXIT_TERMINATED, stderr[-3000:]
+  assert "Traceback" not in stderr
+  [line] = _tfgen_lines(stderr, "tfgen-train")
+  assert "terminated (SIGTERM); checkpoint at step" in line and "resumes" in line
+  [step] = _checkpoint_steps(workdir)  # Only the checkpoint written on the way out.
+  assert step >= 2 * STEPS_PER_EPOCH and f"step {step} " in line
+
+  # The same command (asking for one epoch more than it reached) resumes and ends at exactly
+  # the step an uninterrupted run ends at.
+  epochs = step // STEPS_PER_EPOCH + 1
+  resumed = _run(command[:-3] + [f"--config.train.num_epochs={epochs}"])
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"trained to epoch {epochs}, step {epochs * STEPS_PER_EPOCH};" in resumed.stdout
+
+
+def test_sigterm_leaves_the_running_trial_unfinished_and_a_restart_reruns_it(
+    tiny_config, tmp_path, monkeypatch):
+  from tfgen import tune  # pylint: disable=g-import-not-at-top
+  tiny_config.train.eval_every_epochs = 0
+  search_dir = str(tmp_path / "search")
+  original = train.train
+  calls = []
+
+  def terminated_after_one_epoch(config, workdir, **kwargs):
+    calls.append(workdir_lib.newest_checkpoint(workdir))
+    config = config.copy_and_resolve_references()
+    config.train.num_epochs = 1
+    original(config, workdir, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)  # A scheduler stops the search mid-trial.
+    time.sleep(5)
+    raise AssertionError("SIGTERM did not stop the search")
+
+  monkeypatch.setattr(train, "train", terminated_after_one_epoch)
+  with pytest.raises(signals.Terminated), signals.handle_signals():
+    tune.search(tiny_config, search_dir, tuner="random", max_trials=1, seed=0)
+  table = open(os.path.join(search_dir, tune.TABLE_CSV), encoding="utf-8").read()
+  assert "INTERRUPTED" in table
+
+  counted = []
+  monkeypatch.setattr(train, "train", lambda config, workdir, **kw: counted.append(
+      workdir_lib.newest_checkpoint(workdir)) or original(config, workdir, **kw))
+  rows = tune.search(tiny_config, search_dir, tuner="random", max_trials=1, seed=0)
+  assert [r["status"] for r in rows] == ["COMPLETED"] and rows[0]["epochs"] == 2
+  # The trial was run again from the checkpoint of its first epoch.
+  assert counted[0].endswith(f"ckpt-{STEPS_PER_EPOCH}")
+
+
+def test_resuming_mid_epoch_ends_where_an_uninterrupted_run_ends_with_the_same_weights(
+    tiny_config, tmp_path, monkeypatch):
+  tiny_config.train.eval_every_epochs = 0
+  tiny_config.train.checkpoint_every_epochs = 100
+  uninterrupted = str(tmp_path / "uninterrupted")
+  train.train(tiny_config, uninterrupted, show_progress=False)
+
+  interrupted = str(tmp_path / "interrupted")
+  original = train.Trainer.train_steps
+
+  def stop_at_step_12(self, iterator, num_steps):
+    result = original(self, iterator, num_steps)
+    if int(self.optimizer.iterations.numpy()) == STEPS_PER_EPOCH + 4:
+      raise KeyboardInterrupt  # Ctrl-C in the middle of the second epoch.
+    return result
+
+  monkeypatch.setattr(train.Trainer, "train_steps", stop_at_step_12)
+  with pytest.raises(KeyboardInterrupt):
+    train.train(tiny_config, interrupted, show_progress=False)
+  assert _checkpoint_steps(interrupted) == [STEPS_PER_EPOCH + 4]
+  monkeypatch.undo()
+
+  result = train.train(tiny_config, interrupted, show_progress=False)
+  assert (result.epoch, result.step) == (2, 2 * STEPS_PER_EPOCH)
+  # The skipped batches are exactly those trained before the interruption: same weights.
+  for a, b in zip(_weights(uninterrupted), _weights(interrupted)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_checkpoints_left_by_a_kill_are_removed_on_start(tiny_config, run_copy):
+  checkpoints = os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR)
+  os.makedirs(os.path.join(checkpoints, "ckpt-12_temp_0a1b2c", "part-00000-of-00001"))
+  open(os.path.join(checkpoints, "ckpt-13_temp.index"), "w").close()
+  tiny_config.train.num_epochs = 3
+  train.train(tiny_config, run_copy, show_progress=False)
+  assert not [name for name in os.listdir(checkpoints) if "_temp" in name]
+
+
+# --- A run's record is never overwritten by a different config -------------------------------
+
+
+@pytest.mark.parametrize("changes,listed", [
+    ({"model.latent_sizes": (7,)}, "model.latent_sizes"),  # Would not fit the checkpoint.
+    ({"model.activation": "relu"}, "model.activation 'tanh' -> 'relu'"),  # Would fit it.
+    ({"model.objective": "iwae", "model.num_importance_samples": 5}, "model.objective"),
+    ({"data.name": "mnist"}, "data.name"),
+])
+def test_a_different_config_is_refused_before_anything_is_written(tiny_config, run_copy,
+                                                                  changes, listed):
+  files = {name: open(os.path.join(run_copy, name), "rb").read()
+           for name in (config_lib.CONFIG_FILE, workdir_lib.DATA_INFO_FILE)}
+  checkpoints = sorted(os.listdir(os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR)))
+  for field, value in changes.items():
+    section, name = field.split(".")
+    tiny_config[section][name] = value
+  with pytest.raises(errors.ConfigError, match="another config") as error:
+    train.train(tiny_config, run_copy, show_progress=False)
+  assert listed in str(error.value) and "--init_from" in str(error.value)
+  for name, content in files.items():
+    assert open(os.path.join(run_copy, name), "rb").read() == content
+  assert sorted(os.listdir(os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR))) == checkpoints
+  # The intact run still evaluates, as a user would check it.
+  evaluate.load_trained(run_copy, splits=())
+
+
+def test_resumable_changes_are_kept_and_recorded_in_the_run_history(tiny_config, run_copy):
+  tiny_config.train.num_epochs = 3
+  tiny_config.eval.num_importance_samples = 20
+  result = train.train(tiny_config, run_copy, show_progress=False)
+  assert result.step == 3 * STEPS_PER_EPOCH
+  saved = config_lib.load_from_workdir(run_copy)
+  assert saved.train.num_epochs == 3 and saved.eval.num_importance_samples == 20
+  with open(os.path.join(run_copy, config_lib.HISTORY_FILE), encoding="utf-8") as f:
+    [entry] = json.load(f)
+  assert entry["changes"] == {"eval.num_importance_samples": {"from": 10, "to": 20},
+                              "train.num_epochs": {"from": 2, "to": 3}}
+  assert entry["resumed_from"] == f"ckpt-{2 * STEPS_PER_EPOCH}"
+
+
+def test_init_from_starts_from_another_runs_weights_under_a_new_config(tiny_config, run_copy,
+                                                                       tmp_path):
+  tiny_config.model.activation = "relu"
+  result = train.train(tiny_config, str(tmp_path / "relu"), init_from=run_copy,
+                       show_progress=False)
+  assert result.step == 2 * STEPS_PER_EPOCH
+
+
+# --- Configs and flags: one line, never a traceback wall --------------------------------------
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.train.batchsize=5"],
+     "unknown config field 'train.batchsize'; did you mean 'train.batch_size'?"),
+    (["--config.trian.num_epochs=5"], "unknown config field 'trian.num_epochs'; did you mean"),
+    (["--config.train.num_epochs=many"], "--config.train.num_epochs=many"),
+    (["--config.train.num_epochs=0"], "config.train.num_epochs must be > 0, got 0"),
+])
+def test_a_bad_override_is_one_line(args, message, tmp_path):
+  result = _run([_script("tfgen-train"), f"--config={TINY}", f"--workdir={tmp_path}/w", *args])
+  _assert_one_clear_line(result, "tfgen-train", message)
+  assert not os.path.exists(tmp_path / "w" / config_lib.CONFIG_FILE)
+
+
+def test_a_missing_config_file_is_one_line(tmp_path):
+  result = _run([_script("tfgen-train"), "--config=configs/nope.py", f"--workdir={tmp_path}/w"])
+  _assert_one_clear_line(result, "tfgen-train", "config file 'configs/nope.py' does not exist")
+  assert result.returncode == common.EXIT_USAGE
+
+
+@pytest.mark.parametrize("variant,message", [
+    ("tiny=ture", "tiny='ture' must be true or false"),
+    ("layers=3", "layers='3' is not one of: 1, 2"),
+    ("model=iwea", "model='iwea' is not one of: vae, iwae"),
+    ("k=-5", "k='-5' must be >= 0"),
+    ("k=many", "k='many' must be int"),
+])
+def test_variant_values_are_checked(variant, message):
+  with pytest.raises(errors.ConfigError, match=message.replace("(", r"\(")):
+    load_config("iwae", variant)
+
+
+def test_variant_booleans_take_the_usual_words():
+  assert load_config("iwae", "tiny=true").train.num_epochs == 2
+  assert load_config("iwae", "tiny=no").train.num_epochs == 100
+
+
+@pytest.mark.parametrize("field,value", [
+    ("train.num_epochs", 0), ("train.num_epochs", -1), ("train.batch_size", 0),
+    ("model.num_importance_samples", 0), ("model.latent_sizes", (0,)),
+    ("model.hidden_sizes", ((200, -1),)), ("eval.num_importance_samples", -3),
+    ("eval.batch_size", 0),
+])
+def test_zero_or_negative_sizes_epochs_and_k_are_config_errors(field, value):
+  config = load_config("iwae", "tiny")
+  section, name = field.split(".")
+  config[section][name] = value
+  with pytest.raises(errors.ConfigError, match=f"config.{field} must be > 0"):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize("flag", ["num_importance_samples", "batch_size", "chunk_size"])
+@pytest.mark.parametrize("value", [0, -2])
+def test_evaluate_refuses_zero_or_negative_sizes(run_copy, flag, value):
+  with pytest.raises(errors.ConfigError, match=f"{flag} must be >= 1, got {value}"):
+    evaluate.evaluate(run_copy, **{flag: value}, show_progress=False)
+
+
+def test_sample_to_an_existing_folder_is_one_line_and_leaves_nothing(run_copy, tmp_path):
+  folder = tmp_path / "pictures"
+  folder.mkdir()
+  result = _run([_script("tfgen-sample"), f"--workdir={run_copy}", f"--out={folder}"])
+  _assert_one_clear_line(result, "tfgen-sample", "is a folder")
+  assert os.listdir(folder) == [] and not os.path.exists(f"{folder}.tmp")
+
+
+def test_sample_to_an_unwritable_path_is_refused_before_loading_and_leaves_nothing(
+    run_copy, tmp_path, monkeypatch):
+  a_file = tmp_path / "notes.txt"
+  a_file.write_text("not a folder")
+  monkeypatch.setattr(evaluate, "load_trained", lambda *a, **k: pytest.fail("loaded the run"))
+  with pytest.raises(errors.OutputError, match="cannot write"):
+    sampling.sample_grid(run_copy, 4, str(a_file / "grid.png"))
+  assert sorted(os.listdir(tmp_path)) == ["notes.txt", "run"]
