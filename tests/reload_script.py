@@ -6,6 +6,7 @@ passing proves the SavedModel serves without it.
 
 import importlib.abc
 import json
+import os
 import sys
 
 
@@ -34,6 +35,8 @@ def _error(fn, **kwargs):
 def main(saved_model, inputs_path, out_path):
   loaded = tf.saved_model.load(saved_model)
   signatures = loaded.signatures
+  with open(os.path.join(saved_model, "tfgen_export.json"), encoding="utf-8") as f:
+    limits = json.load(f)["limits"]
   inputs = np.load(inputs_path)
   images = tf.constant(inputs["images"], tf.uint8)
   k = int(inputs["num_importance_samples"])
@@ -67,6 +70,13 @@ def main(saved_model, inputs_path, out_path):
       "log_prob_dtype": _error(signatures["log_prob"], **wrong_dtype),
       "sample_count": _error(sample, num_samples=tf.constant(0), seed=tf.constant([1, 2])),
       "sample_seed": _error(sample, num_samples=tf.constant(2), seed=tf.constant([1, 2, 3])),
+      "log_prob_rank": _error(signatures["log_prob"], **dict(log_prob_args, images=images[..., 0])),
+      "log_prob_batch": _error(signatures["log_prob"], **dict(
+          log_prob_args, images=tf.zeros([limits["max_batch_size"] + 1, 28, 28, 1], tf.uint8))),
+      "sample_count_shape": _error(sample, num_samples=tf.constant([2]), seed=tf.constant([1, 2])),
+      "sample_seed_rank": _error(sample, num_samples=tf.constant(2), seed=tf.constant([[1, 2]])),
+      "sample_limit": _error(sample, num_samples=tf.constant(limits["max_samples"] + 1),
+                             seed=tf.constant([1, 2])),
   }
   if "encode" in signatures:
     results["errors"]["log_prob_k"] = _error(signatures["log_prob"],
@@ -85,6 +95,14 @@ def main(saved_model, inputs_path, out_path):
                                                images=tf.zeros([1, 3, 3], tf.uint8))
     results["errors"]["decode_shape"] = _error(
         signatures["decode"], **dict(decode_args, latents=tf.zeros([6, latent_size + 1])))
+    nan = np.zeros(code["loc"].shape, np.float32)
+    nan[0, 0] = np.nan
+    results["errors"]["decode_nan"] = _error(signatures["decode"],
+                                             **dict(decode_args, latents=tf.constant(nan)))
+    results["errors"]["log_prob_k_limit"] = _error(signatures["log_prob"], **dict(
+        log_prob_args, num_importance_samples=tf.constant(limits["max_importance_samples"] + 1)))
+    results["errors"]["log_prob_k_shape"] = _error(signatures["log_prob"], **dict(
+        log_prob_args, num_importance_samples=tf.constant([k])))
   if "classify" in signatures:
     classified = signatures["classify"](images=images)
     results["classify_labels"] = classified["labels"].numpy().tolist()

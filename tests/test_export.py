@@ -96,6 +96,20 @@ def test_reloads_without_tfgen_and_serves_every_signature(exported, tmp_path):
   assert "must be uint8 [batch, 28, 28, 1]" in served["errors"]["log_prob_shape"]
   assert "values 0..1" in served["errors"]["log_prob_range"]
   assert "uint8" in served["errors"]["log_prob_dtype"]
+  # A wrong rank, count or seed names the argument and its spec, not a TensorFlow op; the
+  # limits written at export time are enforced.
+  assert "must be uint8 [batch, 28, 28, 1]" in served["errors"]["log_prob_rank"]
+  assert "may hold at most 10000 images per call (max_batch_size, set at export time)" in (
+      served["errors"]["log_prob_batch"])
+  assert "`num_samples` must be an int32 scalar" in served["errors"]["sample_count_shape"]
+  assert "`seed` must be int32 [2]" in served["errors"]["sample_seed_rank"]
+  assert "must be at most 10000 (max_samples" in served["errors"]["sample_limit"]
+  if isinstance(model, models.LatentVariableModel):
+    assert "decode: `latents` must be finite" in served["errors"]["decode_nan"]
+    assert "must be at most 100000 (max_importance_samples" in (
+        served["errors"]["log_prob_k_limit"])
+    assert "`num_importance_samples` must be an int32 scalar" in (
+        served["errors"]["log_prob_k_shape"])
 
 
 def test_saved_model_cli_shows_and_runs_sample(exported):
@@ -117,6 +131,8 @@ def test_sample_from_saved_model_and_export_description(exported, tmp_path):
   assert description["image_shape"] == [28, 28, 1]
   assert description["data"] == evaluate.load_trained(workdir, splits=()).info.name
   assert description["test_nll"] is None  # Not evaluated yet.
+  assert description["limits"] == {"max_batch_size": 10000, "max_samples": 10000,
+                                   "max_importance_samples": 100000}
   grid = str(tmp_path / "grid.png")
   result = _run([_bin("tfgen-sample"), f"--saved_model={out}", "--num=9", f"--out={grid}"])
   assert result.returncode == 0, result.stderr[-2000:]

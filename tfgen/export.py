@@ -17,17 +17,55 @@ and serves as it is from TensorFlow Serving, whose default signature is `sample`
       (int32 [B]) in decode too, and their encode also returns the classifier's `labels`.
   classify(images) -> labels: int32 [B], probabilities: float32 [B, classes] (models that
       classify: the semi-supervised VAE).
+  sample_labels(labels: int32 [N], seed) -> images, probabilities, labels: samples of the given
+      classes (class-conditional models, whose log_prob takes `labels` too).
+  inpaint(images, known: uint8 [B, H, W, C], seed) -> images: the pixels where `known` is not 0
+      kept, the others drawn given the pixels before them (autoregressive models).
 
 Randomness is stateless: `sample` draws from its `seed` input, so one seed always gives the same
-images; `log_prob` and `encode` draw with a fixed seed, so they are deterministic too. Every input
-is checked, and a bad one fails with a message naming the signature and the expected spec.
+images; `log_prob` and `encode` draw with a fixed seed, so they are deterministic too.
+
+Checks. Every input is checked inside the graph, and a bad one is replaced by a harmless stand-in
+before anything is computed from it, so the call fails with the check's own
+`tf.errors.InvalidArgumentError`, naming the signature, the argument and the expected spec:
+
+  assertion failed: [log_prob: `images` must be uint8 [batch, 28, 28, 1] with values 0..1; got
+  shape] [2 28 28]
+
+The input signatures accept tensors of any shape (only the dtype is fixed, and TensorFlow refuses
+a wrong one itself), so a wrong rank reaches these checks too: images of the wrong rank or size,
+counts and `num_importance_samples` that are not scalars >= 1, seeds that are not int32 [2],
+labels out of range or not one per image, `known` masks not the shape of their images, and
+latents of the wrong shape or holding NaN or infinite values.
+
+Limits. A `Limits` set at export time (`export(..., max_batch_size=...)`, or the flags of the same
+names of tfgen-export) caps what one call may ask for, and is written to `tfgen_export.json`:
+
+  max_batch_size (10,000): images given to log_prob, encode, classify or inpaint, latents given
+      to decode.
+  max_samples (10,000): num_samples of sample, labels given to sample_labels.
+  max_importance_samples (100,000): num_importance_samples of log_prob. Its cost grows as the
+      number of images times k, so the largest requests take long on a CPU.
+
+A request beyond a limit fails with a message naming it and saying it was set at export time.
+
+Chunks. Within the limits, each signature works through a request BATCH_CHUNK_SIZE (250) images,
+latents or samples at a time in a loop inside the graph, and log_prob of latent-variable models
+draws its importance samples CHUNK_SIZE (500) at a time and takes fewer images per step as k
+grows, so that a step scores at most MAX_DRAWS_PER_STEP (50,000) images times samples (250 images
+up to k = 200, 100 images from k = 500). Memory is thus that of one step whatever the request.
+A request of one chunk computes exactly what it did before chunking; in a larger one, chunk i > 0
+of `sample` and `inpaint` draws with seed fold_in(seed, i) (chunk 0 with `seed` itself), and each
+chunk of `log_prob` and `encode` draws with the fixed seed, so their results for a batch equal
+those of calls on its chunks one by one.
 """
 
+import dataclasses
 import json
 import math
 import os
 import shutil
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -40,182 +78,395 @@ from tfgen import seeding
 EXPORT_INFO_FILE = "tfgen_export.json"
 # Draws per chunk of the IWAE bound inside the SavedModel: bounds its memory for any k.
 CHUNK_SIZE = 500
-# A ceiling on one request's size, so a typo cannot ask the server for a billion images.
-MAX_SAMPLES_PER_CALL = 10000
+# Images, latents or samples per step of a signature's loop over a request: bounds its memory
+# for any batch within the limits.
+BATCH_CHUNK_SIZE = 250
+# log_prob of a latent-variable model scores at most this many images × importance samples per
+# step: a step at k ≥ 500 decodes as many images as 250 images at k = 200.
+MAX_DRAWS_PER_STEP = 50000
 FIXED_SEED = (0, 0)
 
+DEFAULT_MAX_BATCH_SIZE = 10000
+DEFAULT_MAX_SAMPLES = 10000
+DEFAULT_MAX_IMPORTANCE_SAMPLES = 100000
+_INT32_MAX = 2**31 - 1
+# Values an error message shows of its data (a shape has at most a handful).
+_SUMMARIZE = 8
 
-def _assert_shape(tensor: tf.Tensor, expected, message: str) -> tf.Operation:
-  """Fails with `message` and the actual shape unless tensor's shape is `expected` (−1: any)."""
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+  """The largest request a SavedModel serves, set at export time; larger ones are refused.
+
+  Attributes:
+    max_batch_size: images per call of log_prob, encode, classify and inpaint, latents per call of
+      decode.
+    max_samples: num_samples of sample, labels per call of sample_labels.
+    max_importance_samples: num_importance_samples of log_prob (latent-variable models).
+
+  Raises:
+    ConfigError: a limit that is not a whole number from 1 to 2**31 − 1.
+  """
+  max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+  max_samples: int = DEFAULT_MAX_SAMPLES
+  max_importance_samples: int = DEFAULT_MAX_IMPORTANCE_SAMPLES
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      # bool is an int too, but True is surely a mistake for a limit.
+      if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _INT32_MAX:
+        raise errors.ConfigError(f"--{field.name} (an export limit) must be a whole number "
+                                 f"from 1 to {_INT32_MAX}; got {value!r}")
+
+
+def _shape_fits(tensor: tf.Tensor, expected) -> tf.Tensor:
+  """Whether tensor's shape (of any rank) is `expected` (−1: any size), a bool scalar."""
   shape = tf.shape(tensor)
   rank = len(expected)
   padded = tf.concat([shape, tf.zeros([rank], tf.int32)], 0)[:rank]
   fits = [tf.constant(True)] + [tf.equal(padded[i], d) for i, d in enumerate(expected) if d >= 0]
-  ok = tf.logical_and(tf.equal(tf.size(shape), rank), tf.reduce_all(tf.stack(fits)))
-  return tf.debugging.Assert(ok, [message, shape])
+  return tf.logical_and(tf.equal(tf.size(shape), rank), tf.reduce_all(tf.stack(fits)))
+
+
+def _gate(tensor: tf.Tensor, ok: tf.Tensor, stand_in: Callable[[], tf.Tensor], message: str,
+          *data, shape=None) -> tf.Tensor:
+  """`tensor` if the bool scalar `ok` holds; else the call fails with `message` and `data`.
+
+  Ops computed from the result may still run before the check (Grappler moves control
+  dependencies, and a while loop's captured inputs escape them), so a bad input is also
+  replaced by `stand_in()`, a harmless value of the expected spec (an empty batch, a count of
+  1). Nothing but the check can then fail, and the call ends with its message rather than an
+  op's own (`Invalid reduction dimension`, a crash on a huge allocation).
+
+  Args:
+    tensor: the input checked.
+    ok: bool scalar, whether it is good.
+    stand_in: () -> what to compute with in its place when it is not.
+    message: what it must be, ending in what `data` shows (e.g. "; got shape").
+    *data: tensors the message shows after it (computed whatever the input: keep them safe).
+    shape: the static shape that `ok` guarantees, if any. It is set on the result, not asserted
+      with tf.ensure_shape, whose op Grappler may run before the check.
+
+  Returns:
+    `tensor`, or the stand-in in a call that fails.
+  """
+  check = tf.debugging.Assert(ok, [message, *data], summarize=_SUMMARIZE)
+  with tf.control_dependencies([check]):
+    checked = tf.cond(ok, lambda: tf.identity(tensor), stand_in)
+  if shape is not None:
+    checked.set_shape(shape)
+  return checked
 
 
 def _seed_in(signature: str, seed: tf.Tensor) -> tf.Tensor:
-  with tf.control_dependencies([tf.debugging.assert_equal(
-      tf.size(seed), 2, message=f"{signature}: `seed` must be int32 [2]")]):
-    return tf.ensure_shape(tf.identity(seed), [2])
+  return _gate(seed, _shape_fits(seed, (2,)), lambda: tf.zeros([2], tf.int32),
+               f"{signature}: `seed` must be int32 [2], e.g. [1, 2]; got shape", tf.shape(seed),
+               shape=[2])
+
+
+def _chunk_seed(seed: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
+  """The seed of chunk i of a request: `seed` itself for chunk 0, as before chunking."""
+  return tf.where(tf.equal(i, 0), seed, seeding.fold_in(seed, i))
+
+
+def _in_chunks(fn: Callable, total: tf.Tensor, chunk_size, outputs: Dict[str, Tuple]):
+  """fn over consecutive slices of `total` items, one slice at a time, concatenated.
+
+  Args:
+    fn: (begin, end, i) -> {name: tensor [end − begin, ...]}, the outputs of the items from
+      begin to end − 1 (chunk i).
+    total: int32 scalar, the number of items (0 gives empty outputs).
+    chunk_size: int32 scalar or int, items per chunk (the last may have fewer).
+    outputs: {name: (dtype, shape of one item)}, what fn returns.
+
+  Returns:
+    {name: tensor [total, ...]}.
+  """
+  chunk_size = tf.convert_to_tensor(chunk_size, tf.int32)
+  num_chunks = (total + chunk_size - 1) // chunk_size
+  arrays = {name: tf.TensorArray(dtype, size=num_chunks, infer_shape=False,
+                                 element_shape=tf.TensorShape([None]).concatenate(shape))
+            for name, (dtype, shape) in outputs.items()}
+
+  def body(i, arrays):
+    begin = i * chunk_size
+    out = fn(begin, tf.minimum(begin + chunk_size, total), i)
+    return i + 1, {name: arrays[name].write(i, out[name]) for name in arrays}
+
+  # One iteration at a time: overlapping them would hold several chunks in memory at once.
+  _, arrays = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), arrays),
+                            parallel_iterations=1)
+  return {name: array.concat() for name, array in arrays.items()}
 
 
 class _Exported:
   """The signature functions built around a model."""
 
-  def __init__(self, model, info, latent_size: Optional[int] = None):
+  def __init__(self, model, info, limits: Limits, batch_chunk_size: int,
+               latent_size: Optional[int] = None):
     self.model = model
+    self._limits = limits
+    self._chunk = batch_chunk_size
     self._latent_size = latent_size
     self._image_shape = tuple(info.image_shape)
     self._max_value = 1 if info.binary else 255
     self._num_pixels = int(math.prod(info.image_shape))
+    self._pixels = {"images": (tf.uint8, self._image_shape),
+                    "probabilities": (tf.float32, self._image_shape)}
+
+  # --- Input checks ----------------------------------------------------------------------------
+
+  def _batch_capped(self, signature: str, name: str, value: tf.Tensor, limit: int,
+                    limit_name: str, what: str) -> tf.Tensor:
+    """value, checked to hold at most `limit` rows."""
+    return _gate(value, tf.shape(value)[0] <= limit, lambda: value[:0],
+                 f"{signature}: `{name}` may hold at most {limit} {what} per call ({limit_name}, "
+                 f"set at export time); got", tf.shape(value)[0])
 
   def _images_in(self, signature: str, images: tf.Tensor) -> tf.Tensor:
     """Checks uint8 images [B, H, W, C] in range and returns them as float32 model inputs."""
     h, w, c = self._image_shape
     spec = f"uint8 [batch, {h}, {w}, {c}] with values 0..{self._max_value}"
-    checks = [
-        _assert_shape(images, (-1,) + self._image_shape,
-                      f"{signature}: `images` must be {spec}; got shape"),
-        tf.debugging.assert_less_equal(
-            tf.reduce_max(tf.cast(images, tf.int32)), self._max_value,
-            message=f"{signature}: `images` must be {spec}; got a larger value"),
-    ]
-    with tf.control_dependencies(checks):
-      images = tf.ensure_shape(tf.identity(images), [None, h, w, c])
-      scale = 1.0 if self._max_value == 1 else 255.0
-      return tf.cast(images, tf.float32) / scale
+    images = _gate(images, _shape_fits(images, (-1,) + self._image_shape),
+                   lambda: tf.zeros([0, h, w, c], tf.uint8),
+                   f"{signature}: `images` must be {spec}; got shape", tf.shape(images),
+                   shape=[None, h, w, c])
+    images = self._batch_capped(signature, "images", images, self._limits.max_batch_size,
+                                "max_batch_size", "images")
+    images = _gate(images, tf.reduce_all(images <= self._max_value), lambda: images[:0],
+                   f"{signature}: `images` must be {spec}; got a larger value",
+                   tf.reduce_max(images))
+    scale = 1.0 if self._max_value == 1 else 255.0
+    return tf.cast(images, tf.float32) / scale
 
   def _images_out(self, values: tf.Tensor) -> tf.Tensor:
     scale = 1.0 if self._max_value == 1 else 255.0
     return tf.cast(tf.round(tf.clip_by_value(values, 0.0, 1.0) * scale), tf.uint8)
 
-  def _positive(self, signature: str, name: str, value: tf.Tensor, upper: Optional[int] = None):
+  def _count_in(self, signature: str, name: str, value: tf.Tensor, limit: int,
+                limit_name: str) -> tf.Tensor:
+    """Checks an int32 scalar 1..limit."""
     message = f"{signature}: `{name}` must be an int32 scalar >= 1"
-    checks = [tf.debugging.assert_rank(value, 0, message=message),
-              tf.debugging.assert_positive(value, message=message)]
-    if upper is not None:
-      checks.append(tf.debugging.assert_less_equal(
-          value, upper, message=f"{signature}: `{name}` must be at most {upper}"))
-    with tf.control_dependencies(checks):
-      return tf.identity(value)
+    one = lambda: tf.constant(1)
+    value = _gate(value, tf.equal(tf.rank(value), 0), one, f"{message}; got shape",
+                  tf.shape(value), shape=[])
+    value = _gate(value, value >= 1, one, f"{message}; got", value)
+    return _gate(value, value <= limit, one, f"{signature}: `{name}` must be at most {limit} "
+                 f"({limit_name}, set at export time); got", value)
+
+  def _labels_in(self, signature: str, labels: tf.Tensor, num: Optional[tf.Tensor] = None,
+                 per: str = "") -> tf.Tensor:
+    """Checks int32 labels [num], one per `per`, of known classes (num None: up to max_samples)."""
+    classes = self.model.num_classes
+    spec = f"int32 [batch] with values 0..{classes - 1}"
+    if num is None:
+      labels = _gate(labels, _shape_fits(labels, (-1,)), lambda: tf.zeros([0], tf.int32),
+                     f"{signature}: `labels` must be {spec}; got shape", tf.shape(labels),
+                     shape=[None])
+      labels = self._batch_capped(signature, "labels", labels, self._limits.max_samples,
+                                  "max_samples", "labels")
+    else:
+      ok = tf.logical_and(_shape_fits(labels, (-1,)), tf.equal(tf.size(labels), num))
+      labels = _gate(labels, ok, lambda: tf.zeros([num], tf.int32),
+                     f"{signature}: `labels` must be {spec}, one per {per}; got shape",
+                     tf.shape(labels), f"for {per}s:", num, shape=[None])
+    return _gate(labels, tf.reduce_all((labels >= 0) & (labels < classes)),
+                 lambda: tf.zeros_like(labels),
+                 f"{signature}: `labels` must be {spec}; got a value out of range",
+                 tf.reduce_min(labels), tf.reduce_max(labels))
+
+  # --- Signatures ------------------------------------------------------------------------------
+
+  def _draw(self, num, seed, **kwargs) -> Dict[str, tf.Tensor]:
+    """`num` samples (a chunk): images uint8 [num, H, W, C] and the means of the same draw."""
+    draws = self.model.sample(num, seed=seed, **kwargs)
+    means = self.model.sample(num, seed=seed, mean=True, **kwargs)
+    return {"images": self._images_out(draws), "probabilities": means}
 
   def sample(self, num_samples, seed):
-    num_samples = self._positive("sample", "num_samples", num_samples, MAX_SAMPLES_PER_CALL)
+    num = self._count_in("sample", "num_samples", num_samples, self._limits.max_samples,
+                         "max_samples")
     seed = _seed_in("sample", seed)
-    draws = self.model.sample(num_samples, seed=seed)
-    means = self.model.sample(num_samples, seed=seed, mean=True)
-    return {"images": self._images_out(draws), "probabilities": means}
+    return _in_chunks(lambda begin, end, i: self._draw(end - begin, _chunk_seed(seed, i)),
+                      num, self._chunk, self._pixels)
 
   def _scores(self, log_prob):
     return {"log_prob": log_prob,
             "bits_per_dim": -log_prob / (self._num_pixels * math.log(2.0))}
 
+  def _log_prob_in_chunks(self, x, images_per_step, **kwargs):
+    """Scores of images x [B, H, W, C], images_per_step at a time, each step with the fixed seed.
+
+    kwargs go to model.log_prob; `labels` [B] among them are sliced with the images.
+    """
+    labels = kwargs.pop("labels", None)
+
+    def chunk(begin, end, _):
+      extra = dict(kwargs) if labels is None else dict(kwargs, labels=labels[begin:end])
+      return {"log_prob": self.model.log_prob(x[begin:end], seed=seeding.as_seed(FIXED_SEED),
+                                              **extra)}
+
+    scores = _in_chunks(chunk, tf.shape(x)[0], images_per_step, {"log_prob": (tf.float32, [])})
+    return self._scores(scores["log_prob"])
+
   def log_prob_exact(self, images):
-    x = self._images_in("log_prob", images)
-    return self._scores(self.model.log_prob(x, seed=seeding.as_seed(FIXED_SEED)))
+    return self._log_prob_in_chunks(self._images_in("log_prob", images), self._chunk)
 
   def log_prob_conditional(self, images, labels):
     x = self._images_in("log_prob", images)
-    labels = self._labels_in("log_prob", labels, tf.shape(x)[0])
-    return self._scores(self.model.log_prob(x, seed=seeding.as_seed(FIXED_SEED), labels=labels))
-
-  def _labels_in(self, signature, labels, num):
-    classes = self.model.num_classes
-    message = f"{signature}: `labels` must be int32 [batch] with values 0..{classes - 1}"
-    checks = [tf.debugging.assert_equal(tf.size(labels), num, message=message),
-              tf.debugging.assert_non_negative(labels, message=message),
-              tf.debugging.assert_less(labels, classes, message=message)]
-    with tf.control_dependencies(checks):
-      return tf.identity(labels)
+    labels = self._labels_in("log_prob", labels, tf.shape(x)[0], "image")
+    return self._log_prob_in_chunks(x, self._chunk, labels=labels)
 
   def sample_conditional(self, num_samples, seed):
     """Draws labels uniformly, then images of those classes."""
-    num_samples = self._positive("sample", "num_samples", num_samples, MAX_SAMPLES_PER_CALL)
-    labels = tf.random.stateless_uniform([num_samples], seed=seeding.fold_in(seed, 1),
+    num = self._count_in("sample", "num_samples", num_samples, self._limits.max_samples,
+                         "max_samples")
+    seed = _seed_in("sample", seed)
+    labels = tf.random.stateless_uniform([num], seed=seeding.fold_in(seed, 1),
                                          maxval=self.model.num_classes, dtype=tf.int32)
-    return self.sample_labels(labels, seed, check=False)
+    return self._sample_labels(labels, seed)
 
-  def sample_labels(self, labels, seed, check=True):
-    seed = _seed_in("sample_labels", seed)
-    if check:
-      labels = self._labels_in("sample_labels", labels, tf.size(labels))
-    draws = self.model.sample(tf.size(labels), seed=seed, labels=labels)
-    means = self.model.sample(tf.size(labels), seed=seed, mean=True, labels=labels)
-    return {"images": self._images_out(draws), "probabilities": means, "labels": labels}
+  def sample_labels(self, labels, seed):
+    labels = self._labels_in("sample_labels", labels)
+    return self._sample_labels(labels, _seed_in("sample_labels", seed))
+
+  def _sample_labels(self, labels, seed):
+    out = _in_chunks(lambda begin, end, i: self._draw(end - begin, _chunk_seed(seed, i),
+                                                      labels=labels[begin:end]),
+                     tf.size(labels), self._chunk, self._pixels)
+    return dict(out, labels=labels)
 
   def inpaint(self, images, known, seed):
-    """Keeps the pixels where `known` is 1 and draws the others given the pixels before them."""
+    """Keeps the pixels where `known` is not 0, draws the others given the pixels before them."""
     x = self._images_in("inpaint", images)
-    with tf.control_dependencies([_assert_shape(
-        known, (-1,) + self._image_shape, "inpaint: `known` must be uint8 like `images`; got shape")]):
-      keep = tf.cast(tf.reshape(known, tf.shape(x)), tf.bool)
+    # Sizes, not tf.shape(known)[0]: a check must not fail itself on a scalar `known`.
+    same_shape = tf.logical_and(_shape_fits(known, (-1,) + self._image_shape),
+                                tf.equal(tf.size(known), tf.size(x)))
+    known = _gate(known, same_shape, lambda: tf.zeros(tf.shape(x), tf.uint8),
+                  "inpaint: `known` must be uint8 of the shape of `images`; got shape",
+                  tf.shape(known), "for images of shape", tf.shape(x), shape=x.shape)
+    keep = tf.cast(known, tf.bool)
     seed = _seed_in("inpaint", seed)
     conditioned_on = tf.where(keep, x, -1.0)
-    draws = self.model.sample(tf.shape(x)[0], seed=seed, conditioned_on=conditioned_on)
-    return {"images": self._images_out(draws)}
+
+    def chunk(begin, end, i):
+      draws = self.model.sample(end - begin, seed=_chunk_seed(seed, i),
+                                conditioned_on=conditioned_on[begin:end])
+      return {"images": self._images_out(draws)}
+
+    return _in_chunks(chunk, tf.shape(x)[0], self._chunk, {"images": self._pixels["images"]})
 
   def log_prob_bound(self, images, num_importance_samples):
     x = self._images_in("log_prob", images)
-    k = self._positive("log_prob", "num_importance_samples", num_importance_samples)
-    return self._scores(self.model.log_prob(x, seed=seeding.as_seed(FIXED_SEED),
-                                            num_importance_samples=k, chunk_size=CHUNK_SIZE))
+    k = self._count_in("log_prob", "num_importance_samples", num_importance_samples,
+                       self._limits.max_importance_samples, "max_importance_samples")
+    # Images per step: as many as keep a step's draws within MAX_DRAWS_PER_STEP. The
+    # semi-supervised VAE sums over classes, scoring each image once per class.
+    classes = self.model.num_classes if self.model.infers_labels else 1
+    per_step = tf.clip_by_value(MAX_DRAWS_PER_STEP // (tf.minimum(k, CHUNK_SIZE) * classes),
+                                1, self._chunk)
+    return self._log_prob_in_chunks(x, per_step, num_importance_samples=k,
+                                    chunk_size=CHUNK_SIZE)
 
   def encode(self, images):
     x = self._images_in("encode", images)
-    q = self.model.encode(x)
-    latents = q.sample(seed=seeding.as_seed(FIXED_SEED))
-    out = {"loc": q.mean(), "scale": q.stddev(), "latents": latents}
+    code = (tf.float32, [self._latent_size])
+    outputs = {"loc": code, "scale": code, "latents": code}
     if self.model.infers_labels:
-      # q(z | x, y) is taken at the classifier's most likely class, returned with the code.
-      out["labels"] = tf.argmax(self.model.classify(x).logits, -1, output_type=tf.int32)
-    return out
+      outputs["labels"] = (tf.int32, [])
+
+    def chunk(begin, end, _):
+      q = self.model.encode(x[begin:end])
+      out = {"loc": q.mean(), "scale": q.stddev(), "latents": q.sample(
+          seed=seeding.as_seed(FIXED_SEED))}
+      if self.model.infers_labels:
+        # q(z | x, y) is taken at the classifier's most likely class, returned with the code.
+        out["labels"] = tf.argmax(self.model.classify(x[begin:end]).logits, -1,
+                                  output_type=tf.int32)
+      return out
+
+    return _in_chunks(chunk, tf.shape(x)[0], self._chunk, outputs)
 
   def decode(self, latents, labels=None):
     size = self._latent_size
-    with tf.control_dependencies([_assert_shape(
-        latents, (-1, size), f"decode: `latents` must be float32 [batch, {size}]; got shape")]):
-      latents = tf.ensure_shape(tf.identity(latents), [None, size])
-    if labels is None:
-      p = self.model.decode(latents)
-    else:
-      labels = self._labels_in("decode", labels, tf.shape(latents)[0])
-      p = self.model.decode(latents, labels=labels)
-    return {"images": self._images_out(tf.cast(p.mode(), tf.float32)), "probabilities": p.mean()}
+    latents = _gate(latents, _shape_fits(latents, (-1, size)), lambda: tf.zeros([0, size]),
+                    f"decode: `latents` must be float32 [batch, {size}]; got shape",
+                    tf.shape(latents), shape=[None, size])
+    latents = self._batch_capped("decode", "latents", latents, self._limits.max_batch_size,
+                                 "max_batch_size", "latents")
+    # A NaN would decode to NaN probabilities and arbitrary images, silently.
+    finite = tf.math.is_finite(latents)
+    latents = _gate(latents, tf.reduce_all(finite), lambda: latents[:0],
+                    "decode: `latents` must be finite; got NaN or infinite values:",
+                    tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int32)))
+    if labels is not None:
+      labels = self._labels_in("decode", labels, tf.shape(latents)[0], "latent")
+
+    def chunk(begin, end, _):
+      if labels is None:
+        p = self.model.decode(latents[begin:end])
+      else:
+        p = self.model.decode(latents[begin:end], labels=labels[begin:end])
+      return {"images": self._images_out(tf.cast(p.mode(), tf.float32)), "probabilities": p.mean()}
+
+    return _in_chunks(chunk, tf.shape(latents)[0], self._chunk, self._pixels)
 
   def classify(self, images):
-    q = self.model.classify(self._images_in("classify", images))
-    return {"labels": tf.argmax(q.logits, -1, output_type=tf.int32),
-            "probabilities": tf.nn.softmax(q.logits)}
+    x = self._images_in("classify", images)
+
+    def chunk(begin, end, _):
+      logits = self.model.classify(x[begin:end]).logits
+      return {"labels": tf.argmax(logits, -1, output_type=tf.int32),
+              "probabilities": tf.nn.softmax(logits)}
+
+    return _in_chunks(chunk, tf.shape(x)[0], self._chunk,
+                      {"labels": (tf.int32, []),
+                       "probabilities": (tf.float32, [self.model.num_classes])})
 
 
-def build_archive(model, info) -> keras.export.ExportArchive:
-  """A Keras ExportArchive of `model` (a tfgen model) with the signatures this module lists."""
+def build_archive(model, info, limits: Optional[Limits] = None,
+                  batch_chunk_size: int = BATCH_CHUNK_SIZE) -> keras.export.ExportArchive:
+  """A Keras ExportArchive of `model` (a tfgen model) with the signatures this module lists.
+
+  Args:
+    model: a built tfgen model.
+    info: the DataInfo it was trained on.
+    limits: the largest requests served (default Limits()).
+    batch_chunk_size: images, latents or samples per step of a signature's loop.
+
+  Raises:
+    ConfigError: batch_chunk_size is not a whole number >= 1.
+  """
+  limits = limits or Limits()
+  if isinstance(batch_chunk_size, bool) or not isinstance(batch_chunk_size, int) or (
+      not 1 <= batch_chunk_size <= _INT32_MAX):
+    raise errors.ConfigError(f"batch_chunk_size must be a whole number >= 1; got "
+                             f"{batch_chunk_size!r}")
   latent_size = None
   if isinstance(model, models.LatentVariableModel):
     latent_size = int(model.encode(tf.zeros((1,) + tuple(info.image_shape))).event_shape[-1])
-  module = _Exported(model, info, latent_size)
+  module = _Exported(model, info, limits, batch_chunk_size, latent_size)
   archive = keras.export.ExportArchive()
   archive.track(model)
-  # Any rank and size here, so that a wrong shape reaches the check with a clear message.
-  images = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
-  scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)
-  seed = tf.TensorSpec([None], tf.int32, name="seed")
-  sample_spec = [scalar("num_samples"), seed]
+  # Any rank and size for every input, so that a wrong shape reaches the checks inside, which
+  # name the signature and the expected spec, rather than TensorFlow's own error.
+  spec = lambda dtype, name: tf.TensorSpec(None, dtype, name=name)
+  images = spec(tf.uint8, "images")
+  seed = spec(tf.int32, "seed")
+  sample_spec = [spec(tf.int32, "num_samples"), seed]
   sample = module.sample_conditional if model.class_conditional else module.sample
   archive.add_endpoint("sample", sample, input_signature=sample_spec)
   # TensorFlow Serving calls this one when a request names no signature.
   archive.add_endpoint("serving_default", sample, input_signature=sample_spec)
-  labels = tf.TensorSpec([None], tf.int32, name="labels")
+  labels = spec(tf.int32, "labels")
   if model.class_conditional:
-    archive.add_endpoint("sample_labels", lambda labels, seed: module.sample_labels(labels, seed),
-                         input_signature=[labels, seed])
+    archive.add_endpoint("sample_labels", module.sample_labels, input_signature=[labels, seed])
   if isinstance(model, models.LatentVariableModel):
     archive.add_endpoint("log_prob", module.log_prob_bound,
-                         input_signature=[images, scalar("num_importance_samples")])
+                         input_signature=[images, spec(tf.int32, "num_importance_samples")])
     archive.add_endpoint("encode", module.encode, input_signature=[images])
-    latents = tf.TensorSpec([None, latent_size], tf.float32, name="latents")
+    latents = spec(tf.float32, "latents")
     if model.class_conditional:
       archive.add_endpoint("decode", module.decode, input_signature=[latents, labels])
     else:
@@ -227,25 +478,37 @@ def build_archive(model, info) -> keras.export.ExportArchive:
   if model.infers_labels:
     archive.add_endpoint("classify", module.classify, input_signature=[images])
   if isinstance(model, models.AutoregressiveModel):
-    archive.add_endpoint("inpaint", module.inpaint, input_signature=[
-        images, tf.TensorSpec([None, None, None, None], tf.uint8, name="known"), seed])
+    archive.add_endpoint("inpaint", module.inpaint,
+                         input_signature=[images, spec(tf.uint8, "known"), seed])
   return archive
 
 
-def export(workdir: str, out: str) -> Dict:
+def export(workdir: str, out: str, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+           max_samples: int = DEFAULT_MAX_SAMPLES,
+           max_importance_samples: int = DEFAULT_MAX_IMPORTANCE_SAMPLES) -> Dict:
   """Writes workdir's newest model as a SavedModel in `out`, with a JSON describing it.
+
+  Args:
+    workdir: the training run's working directory.
+    out: the folder to write, new or empty.
+    max_batch_size: images or latents one call of log_prob, encode, decode, classify or inpaint
+      may take (see `Limits`).
+    max_samples: images one call of sample or sample_labels may draw.
+    max_importance_samples: the largest num_importance_samples of log_prob.
 
   Returns:
     The description written to `out/tfgen_export.json`.
 
   Raises:
+    ConfigError: a limit that is not a whole number >= 1.
     WorkdirError: workdir has no run or checkpoint; out exists and is not empty.
   """
+  limits = Limits(max_batch_size, max_samples, max_importance_samples)
   if os.path.exists(out) and os.listdir(out):
     raise errors.WorkdirError(f"--out {out!r} exists and is not empty; choose a new folder")
   trained = evaluate.load_trained(workdir, splits=())
   config, info = trained.config, trained.info
-  archive = build_archive(trained.model, info)
+  archive = build_archive(trained.model, info, limits)
   tmp = out.rstrip("/") + ".partial"
   if os.path.exists(tmp):
     shutil.rmtree(tmp)  # Left by an export that was interrupted.
@@ -261,6 +524,9 @@ def export(workdir: str, out: str) -> Dict:
       "checkpoint": trained.checkpoint,
       "test_nll": _test_nll(workdir),
       "signatures": signatures,
+      "limits": dataclasses.asdict(limits),
+      "chunks": {"batch_chunk_size": BATCH_CHUNK_SIZE, "importance_chunk_size": CHUNK_SIZE,
+                 "max_draws_per_step": MAX_DRAWS_PER_STEP},
       "config": json.loads(config.to_json_best_effort()),
   }
   with open(os.path.join(tmp, EXPORT_INFO_FILE), "w", encoding="utf-8") as f:

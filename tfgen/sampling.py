@@ -7,6 +7,8 @@ encodes test images and sweeps each of their most used latent dimensions; "condi
 set of dimensions an encoded image uses and draws new values for them from the prior's slab.
 """
 
+import re
+
 import numpy as np
 import tensorflow as tf
 
@@ -296,6 +298,7 @@ def saved_model_grid(saved_model: str, num: int, out: str, seed: int = 0, num_co
 
   Raises:
     WorkdirError: the folder holds no SavedModel with a `sample` signature.
+    ConfigError: the SavedModel refused the request (e.g. more than its max_samples images).
     OutputError: `out` cannot be written (checked before the SavedModel is loaded).
   """
   viz.check_writable(out)
@@ -304,8 +307,15 @@ def saved_model_grid(saved_model: str, num: int, out: str, seed: int = 0, num_co
   loaded = tf.saved_model.load(saved_model)
   if "sample" not in loaded.signatures:
     raise errors.WorkdirError(f"the SavedModel in {saved_model!r} has no `sample` signature")
-  outputs = loaded.signatures["sample"](num_samples=tf.constant(num, tf.int32),
-                                        seed=tf.constant([seed, 0], tf.int32))
+  try:
+    outputs = loaded.signatures["sample"](num_samples=tf.constant(num, tf.int32),
+                                          seed=tf.constant([seed, 0], tf.int32))
+  except tf.errors.InvalidArgumentError as e:
+    # The SavedModel checks its inputs (e.g. its max_samples limit); keep the line that says so.
+    lines = [line.strip() for line in (e.message or str(e)).splitlines() if line.strip()]
+    said = next((line[line.find("sample:"):] for line in lines if "sample:" in line), lines[0])
+    said = re.sub(r"\]\s*\[", " ", said).rstrip("]")  # tf.debugging.Assert's "[msg] [value]".
+    raise errors.ConfigError(f"the SavedModel refused the request: {said}") from None
   if mean:
     images = outputs["probabilities"].numpy()
   else:

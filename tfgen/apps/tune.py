@@ -44,9 +44,8 @@ def main(argv):
   try:
     rows = tune.search(config, _WORKDIR.value, tuner=_TUNER.value, max_trials=_MAX_TRIALS.value,
                        seed=_SEED.value, max_consecutive_failed_trials=_MAX_FAILED.value)
-  except KeyboardInterrupt:
-    print(f"\nsearch interrupted; the same command continues it ({_WORKDIR.value})",
-          flush=True)
+  except KeyboardInterrupt as e:  # Reported in one line by common.run, with this note.
+    e.add_note(f"the same command continues the search in {_WORKDIR.value}")
     raise
   print()
   print(tune.format_table(rows, tune.objective_name(config)))
