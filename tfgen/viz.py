@@ -2,6 +2,7 @@
 
 import math
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -33,6 +34,30 @@ def image_grid(images, num_columns: int = 0, padding: int = 1) -> np.ndarray:
   return np.round(grid * 255).astype(np.uint8)
 
 
+def _write_via_tmp(path: str, content: Optional[bytes]) -> None:
+  """Writes `content` to PATH.tmp and renames it to `path`; with None only tries, then cleans up.
+
+  Raises:
+    OutputError: `path` is a folder, or its folder cannot be created or written; nothing is left
+      behind.
+  """
+  if not path or path.endswith(os.sep) or os.path.isdir(path):
+    raise errors.OutputError(f"--out {path!r} is a folder; give a file name such as "
+                             f"{os.path.join(path or '.', 'samples.png')!r}")
+  tmp = path + ".tmp"
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "wb") as f:
+      f.write(content or b"")
+    if content is not None:
+      os.replace(tmp, path)
+  except OSError as e:
+    raise errors.OutputError(f"cannot write {path!r}: {e.strerror or e}") from e
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def check_writable(path: str) -> str:
   """Fails fast, before any slow work, when a file cannot be written at `path`.
 
@@ -42,19 +67,7 @@ def check_writable(path: str) -> str:
   Raises:
     OutputError: `path` is a folder, or its folder cannot be created or written.
   """
-  if not path or path.endswith(os.sep) or os.path.isdir(path):
-    raise errors.OutputError(f"--out {path!r} is a folder; give a file name such as "
-                             f"{os.path.join(path or '.', 'samples.png')!r}")
-  tmp = path + ".tmp"
-  try:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(tmp, "wb"):
-      pass
-  except OSError as e:
-    raise errors.OutputError(f"cannot write {path!r}: {e.strerror or e}") from e
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  _write_via_tmp(path, None)
   return path
 
 
@@ -64,17 +77,7 @@ def write_png(path: str, grid: np.ndarray) -> str:
   Raises:
     OutputError: the file cannot be written; nothing is left behind.
   """
-  check_writable(path)
-  tmp = path + ".tmp"
-  try:
-    with open(tmp, "wb") as f:
-      f.write(tf.io.encode_png(grid).numpy())
-    os.replace(tmp, path)
-  except OSError as e:
-    raise errors.OutputError(f"cannot write {path!r}: {e.strerror or e}") from e
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  _write_via_tmp(path, tf.io.encode_png(grid).numpy())
   return path
 
 
