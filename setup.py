@@ -39,6 +39,7 @@ setuptools.setup(
             "tfgen-sample=tfgen.apps.sample:run",
             "tfgen-export=tfgen.apps.export:run",
             "tfgen-tune=tfgen.apps.tune:run",
+            "tfgen-style=tfgen.apps.style:run",
         ],
     },
 )
