@@ -30,7 +30,8 @@ setuptools.setup(
         "numpy>=1.26,<3",
     ],
     extras_require={
-        "test": ["pytest>=8,<10"],
+        # pytest-xdist: the suite runs in 2 processes (pytest.ini), one test file each at a time.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
     },
     entry_points={
         "console_scripts": [

@@ -32,10 +32,19 @@ def _bin(name):
   return os.path.join(os.path.dirname(sys.executable), name)
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{c[0]}:{c[2]}" for c in CASES])
-def exported(request, tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
-  """(workdir, saved_model dir) of a tiny model trained one epoch and exported."""
-  _, config_name, variant = request.param
+# The command-line tools (saved_model_cli, tfgen-sample --saved_model) and the export description
+# are tried on one model of each kind (latent, autoregressive, class-conditional latent); every
+# registered model's signatures are served in the reload test.
+TOOL_CASES = [c for c in CASES if (c[1], c[2]) in {("iwae", "tiny"), ("nade", "tiny"),
+                                                     ("ssvae", "tiny")}]
+_RUNS = {}  # case -> (workdir, saved_model dir), shared by the fixtures below.
+
+
+def _trained_and_exported(case, tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
+  """(workdir, saved_model dir) of a tiny model trained one epoch and exported, made once."""
+  if case in _RUNS:
+    return _RUNS[case]
+  _, config_name, variant = case
   config = load_config(config_name, variant)
   # Models that need labels (the semi-supervised VAE) train on mnist_5k, the others on
   # binarized MNIST.
@@ -49,7 +58,22 @@ def exported(request, tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
   description = export.export(workdir, out)
   assert result.step > 0
   assert description["model"] == config.model.name and description["step"] == result.step
-  return workdir, out
+  _RUNS[case] = workdir, out
+  return _RUNS[case]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{c[0]}:{c[2]}" for c in CASES])
+def exported(request, tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
+  """(workdir, saved_model dir) of every registered model's tiny variants."""
+  return _trained_and_exported(request.param, tmp_path_factory, binarized_mnist_dir,
+                               tfds_data_dir)
+
+
+@pytest.fixture(scope="module", params=TOOL_CASES, ids=[f"{c[0]}:{c[2]}" for c in TOOL_CASES])
+def exported_one_of_each_kind(request, tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
+  """(workdir, saved_model dir) of TOOL_CASES."""
+  return _trained_and_exported(request.param, tmp_path_factory, binarized_mnist_dir,
+                               tfds_data_dir)
 
 
 def test_reloads_without_tfgen_and_serves_every_signature(exported, tmp_path):
@@ -112,8 +136,8 @@ def test_reloads_without_tfgen_and_serves_every_signature(exported, tmp_path):
         served["errors"]["log_prob_k_shape"])
 
 
-def test_saved_model_cli_shows_and_runs_sample(exported):
-  _, out = exported
+def test_saved_model_cli_shows_and_runs_sample(exported_one_of_each_kind):
+  _, out = exported_one_of_each_kind
   show = _run([_bin("saved_model_cli"), "show", "--dir", out, "--all"])
   assert show.returncode == 0, show.stderr[-2000:]
   for name in ("sample", "log_prob", "serving_default"):
@@ -124,8 +148,8 @@ def test_saved_model_cli_shows_and_runs_sample(exported):
   assert "Result for output key images" in run.stdout
 
 
-def test_sample_from_saved_model_and_export_description(exported, tmp_path):
-  workdir, out = exported
+def test_sample_from_saved_model_and_export_description(exported_one_of_each_kind, tmp_path):
+  workdir, out = exported_one_of_each_kind
   with open(os.path.join(out, export.EXPORT_INFO_FILE), encoding="utf-8") as f:
     description = json.load(f)
   assert description["image_shape"] == [28, 28, 1]
