@@ -343,15 +343,14 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
         optimizer.learning_rate.assign(learning_rate)
         epoch_data = data.train_epoch(epoch).skip(steps_done)
         train_iterable = strategy.experimental_distribute_dataset(_sharded_by_data(epoch_data))
-        train_metrics, seconds = _run_epoch(trainer, train_iterable,
-                                            data.steps_per_epoch - steps_done,
+        num_steps = data.steps_per_epoch - steps_done
+        train_metrics, seconds = _run_epoch(trainer, train_iterable, num_steps,
                                             train_cfg.steps_per_execution, epoch, train_cfg,
                                             show_progress, first_step=steps_done)
         steps_done = 0
         epoch_var.assign(epoch + 1)
         step = _read_int(optimizer.iterations)
-        num_examples = train_metrics.pop("steps") * train_cfg.batch_size
-        examples_per_second = num_examples / max(seconds, 1e-9)
+        examples_per_second = num_steps * train_cfg.batch_size / max(seconds, 1e-9)
         last = epoch + 1 == train_cfg.num_epochs
         if train_cfg.eval_every_epochs and (
             (epoch + 1) % train_cfg.eval_every_epochs == 0 or last):
@@ -375,11 +374,9 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
       nonfinite = True
       raise
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM from a scheduler.
-      step = _read_int(optimizer.iterations)
-      if step != saved_step:
-        saved_step = _save(manager, step, chief)
-      if chief:
-        e.add_note(f"checkpoint at step {step} (epoch {_read_int(epoch_var) + 1}) in "
+      if chief:  # The checkpoint of this step is written below, on the way out.
+        e.add_note(f"checkpoint at step {_read_int(optimizer.iterations)} "
+                   f"(epoch {_read_int(epoch_var) + 1}) in "
                    f"{os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)}; the same command "
                    "resumes from it")
       raise
@@ -417,7 +414,7 @@ def _run_epoch(trainer, train_iterable, num_steps_left, steps_per_execution, epo
   """Trains the rest of an epoch, `num_steps_left` steps from step `first_step` of it.
 
   Returns:
-    ({name: mean over the steps run, and "steps": their number}, wall seconds).
+    ({name: mean over the steps run}, wall seconds).
   """
   progbar = keras.utils.Progbar(first_step + num_steps_left, verbose=1 if show_progress else 0,
                                 stateful_metrics=None, unit_name="step")
@@ -441,9 +438,7 @@ def _run_epoch(trainer, train_iterable, num_steps_left, steps_per_execution, epo
     progbar.update(first_step + done,
                    [(k, metrics[k]) for k in ("loss", "elbo") if k in metrics])
   seconds = time.perf_counter() - start
-  means = {k: v / max(num_steps_left, 1) for k, v in sums.items()}
-  means["steps"] = num_steps_left
-  return means, seconds
+  return {k: v / max(num_steps_left, 1) for k, v in sums.items()}, seconds
 
 
 def _read_int(variable) -> int:
