@@ -29,6 +29,7 @@ discretized logistic: 803.83 nats, 1.479 bits/dim (docs/results.md).
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(data="binarized_mnist", likelihood="", binarize=False, fixed_scale=0.0,
                         latent=0, optimizer="rmsprop_nesterov", epochs=20, k=1,
@@ -48,16 +49,12 @@ def get_config(arg: str = ""):
   if data in ("mnist_5k", "celeb_a"):
     config.data.binarization = "dynamic" if opts["binarize"] else "none"
 
-  model = config.model
-  model.name = "conv_vae"
-  model.latent_size = opts["latent"] or (128 if data == "celeb_a" else 32)
-  model.channels = 32
-  model.hidden_size = 512 if data == "celeb_a" else 256
-  model.likelihood = opts["likelihood"] or ("bernoulli" if binary else "logistic")
-  model.learned_scale = not opts["fixed_scale"]
-  model.fixed_scale = opts["fixed_scale"] or 0.1
-  model.num_importance_samples = opts["k"]
-  model.objective = opts["objective"]
+  config.model = model = models.model_config(
+      "conv_vae", latent_size=opts["latent"] or (128 if data == "celeb_a" else 32),
+      hidden_size=512 if data == "celeb_a" else 256,
+      likelihood=opts["likelihood"] or ("bernoulli" if binary else "logistic"),
+      learned_scale=not opts["fixed_scale"], fixed_scale=opts["fixed_scale"] or 0.1,
+      num_importance_samples=opts["k"], objective=opts["objective"])
 
   train = config.train
   train.batch_size = 100

@@ -14,6 +14,7 @@ What tfgen measured is in docs/results.md.
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(layers=15, channels=64, epochs=50, data="binarized_mnist",
                         conditional=False, tiny=False)
@@ -24,11 +25,9 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
-  config.model.name = "gated_pixelcnn"
-  config.model.num_layers = opts["layers"]
-  config.model.channels = opts["channels"]
-  config.model.kernel_size = 3
-  config.model.class_conditional = opts["conditional"]
+  config.model = models.model_config("gated_pixelcnn", num_layers=opts["layers"],
+                                     channels=opts["channels"],
+                                     class_conditional=opts["conditional"])
   config_lib.decaying_adam(config, batch_size=64, num_epochs=opts["epochs"],
                            checkpoint_every_epochs=1)
   config.train.steps_per_execution = 10

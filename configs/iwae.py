@@ -35,6 +35,7 @@ stochastic layer the latent and hidden sizes, scored by the validation NLL at k=
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 from tfgen import schedules
 
 VARIANT_DEFAULTS = dict(model="vae", k=1, layers=1, data="binarized_mnist", schedule="budget",
@@ -51,19 +52,15 @@ def get_config(arg: str = ""):
   # Fashion-MNIST and Omniglot's usual protocol holds out fewer images than MNIST's.
   config.data.num_validation = {"omniglot": 1345}.get(opts["data"], 10000)
 
-  model = config.model
-  model.name = "vae"
-  model.objective = {"vae": "elbo", "iwae": "iwae"}.get(opts["model"], opts["model"])
-  model.num_importance_samples = opts["k"]
+  config.model = model = models.model_config(
+      "vae", objective={"vae": "elbo", "iwae": "iwae"}.get(opts["model"], opts["model"]),
+      num_importance_samples=opts["k"], batch_norm=opts["batch_norm"])
   if opts["layers"] == 1:
     model.latent_sizes = (50,)
     model.hidden_sizes = ((200, 200),)
   else:
     model.latent_sizes = (100, 50)
     model.hidden_sizes = ((200, 200), (100, 100))
-  model.activation = "tanh"
-  model.batch_norm = opts["batch_norm"]
-  model.analytic_kl = True
   space = config.tuning.space
   space.num_importance_samples = config_lib.search_choice(
       "model.num_importance_samples", sorted({1, 5, opts["k"]}))

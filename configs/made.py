@@ -15,6 +15,7 @@ binarization. What tfgen measured is in docs/results.md.
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(hidden=8000, layers=1, masks=32, eval_masks=1, epochs=100,
                         data="binarized_mnist", ordering="natural", tiny=False)
@@ -26,12 +27,9 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
-  config.model.name = "made"
-  config.model.hidden_sizes = tuple([opts["hidden"]] * opts["layers"])
-  config.model.num_masks = opts["masks"]
-  config.model.num_eval_masks = opts["eval_masks"]
-  config.model.ordering = opts["ordering"]
-  config.model.seed = 0
+  config.model = models.model_config(
+      "made", hidden_sizes=tuple([opts["hidden"]] * opts["layers"]), num_masks=opts["masks"],
+      num_eval_masks=opts["eval_masks"], ordering=opts["ordering"])
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"])
   # tfgen-tune (docs/tuning.md): exact validation NLL over these; the width sets every layer.
   space = config.tuning.space

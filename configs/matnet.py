@@ -35,14 +35,13 @@ figure with its command is in docs/matnet.md and docs/results.md.
 
 from tfgen import config as config_lib
 from tfgen import errors
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(conv=False, fc=False, fc_modules=0, fc_width=256, fc_latent=32,
                         objective="elbo", k=1, warmup=0.0, free_bits=0.0, epochs=0, batch=0,
                         data="binarized_mnist", tiny=False)
 VARIANT_CHOICES = dict(objective=("elbo", "iwae"),
                        data=("binarized_mnist", "mnist", "omniglot", "mnist_5k"))
-# 50,000 training images of binarized MNIST; warm-up epochs become steps with this.
-TRAIN_IMAGES = {"binarized_mnist": 50000, "mnist": 50000, "omniglot": 22000, "mnist_5k": 3500}
 
 
 def get_config(arg: str = ""):
@@ -54,24 +53,11 @@ def get_config(arg: str = ""):
   config.data.name = opts["data"]
   config.data.num_validation = {"omniglot": 1345}.get(opts["data"], 10000)
 
-  model = config.model
-  model.name = "matnet"
-  model.architecture = "fc" if fc else "conv"
-  model.fc_modules = opts["fc_modules"] or 4
-  model.fc_width = opts["fc_width"]
-  model.fc_latent = opts["fc_latent"]
-  model.conv_modules = (5, 5)
-  model.conv_channels = 64
-  model.conv_latent_channels = 4
-  model.activation = "elu"
-  model.objective = opts["objective"]
-  model.num_importance_samples = opts["k"]
-  model.free_bits = opts["free_bits"]
-  model.kl_warmup_steps = 0
-  # Empty: Bernoulli for binary data, discretized logistic for 8-bit intensities.
-  model.likelihood = ""
-  model.learned_scale = True
-  model.fixed_scale = 0.1
+  config.model = model = models.model_config(
+      "matnet", architecture="fc" if fc else "conv", fc_modules=opts["fc_modules"] or 4,
+      fc_width=opts["fc_width"], fc_latent=opts["fc_latent"], conv_modules=(5, 5),
+      objective=opts["objective"], num_importance_samples=opts["k"],
+      free_bits=opts["free_bits"], kl_warmup_epochs=opts["warmup"])
 
   batch = opts["batch"] or 100
   epochs = opts["epochs"] or (20 if fc else 200)
@@ -88,7 +74,4 @@ def get_config(arg: str = ""):
     config_lib.make_tiny(config)
     config.eval.num_importance_samples = 10
     config.eval.chunk_size = 4
-  if opts["warmup"] > 0:
-    images = min(TRAIN_IMAGES.get(opts["data"], 50000), config.data.limit or 10 ** 9)
-    model.kl_warmup_steps = max(1, int(opts["warmup"] * images / config.train.batch_size))
   return config

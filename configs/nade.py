@@ -14,6 +14,7 @@ What tfgen measured is in docs/results.md.
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(hidden=500, epochs=100, data="binarized_mnist", ordering="natural",
                         tiny=False)
@@ -24,10 +25,8 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
-  config.model.name = "nade"
-  config.model.hidden_size = opts["hidden"]
-  config.model.ordering = opts["ordering"]
-  config.model.ordering_seed = 0
+  config.model = models.model_config("nade", hidden_size=opts["hidden"],
+                                     ordering=opts["ordering"])
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"])
   # tfgen-tune (docs/tuning.md): exact validation NLL over these.
   space = config.tuning.space

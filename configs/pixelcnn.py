@@ -14,6 +14,7 @@ PyTorch zoo reports 81.45 with dynamic binarization. What tfgen measured is in d
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(blocks=15, channels=128, epochs=50, data="binarized_mnist", tiny=False)
 VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist"))
@@ -23,9 +24,8 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
-  config.model.name = "pixelcnn"
-  config.model.num_blocks = opts["blocks"]
-  config.model.channels = opts["channels"]
+  config.model = models.model_config("pixelcnn", num_blocks=opts["blocks"],
+                                     channels=opts["channels"])
   config_lib.decaying_adam(config, batch_size=64, num_epochs=opts["epochs"],
                            checkpoint_every_epochs=1)
   config.train.steps_per_execution = 10

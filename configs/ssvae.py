@@ -37,6 +37,7 @@ images alone); docs/ssvae.md and docs/results.md.
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(data="mnist_5k", labels=100, alpha=3.0, latent=50, hidden=500,
                         classifier="conv", dropout=0.5, input_dropout=0.2,
@@ -56,18 +57,11 @@ def get_config(arg: str = ""):
   if not opts["binarize"]:
     config.data.binarization = "none"
 
-  model = config.model
-  model.name = "ssvae"
-  model.latent_size = opts["latent"]
-  model.hidden_sizes = (opts["hidden"],)
-  model.activation = "softplus"
-  model.batch_norm = True
-  model.alpha = opts["alpha"]
-  model.unlabelled_weight = opts["unlabelled_weight"]
-  model.classifier = opts["classifier"]
-  model.classifier_dropout = opts["dropout"]
-  model.classifier_input_dropout = opts["input_dropout"]
-  model.likelihood = "bernoulli"
+  config.model = model = models.model_config(
+      "ssvae", latent_size=opts["latent"], hidden_sizes=(opts["hidden"],), batch_norm=True,
+      alpha=opts["alpha"], unlabelled_weight=opts["unlabelled_weight"],
+      classifier=opts["classifier"], classifier_dropout=opts["dropout"],
+      classifier_input_dropout=opts["input_dropout"])
 
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"],
                            checkpoint_every_epochs=25)

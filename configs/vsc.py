@@ -33,6 +33,7 @@ VAE's falls. What tfgen measured, with commands, is in docs/vsc.md and docs/resu
 """
 
 from tfgen import config as config_lib
+from tfgen import models
 
 VARIANT_DEFAULTS = dict(data="mnist_5k", alpha=0.01, latent=0, architecture="mlp",
                         likelihood="bernoulli", epochs=0, kl_warmup_epochs=-1, tiny=False)
@@ -40,9 +41,6 @@ VARIANT_CHOICES = dict(
     data=("mnist_5k", "mnist", "fashion_mnist", "celeb_a", "binarized_mnist"),
     architecture=("mlp", "conv"), likelihood=("bernoulli", "logistic", "normal"))
 
-# Training set sizes, so that the sharpness warm-up can be given in epochs.
-TRAIN_EXAMPLES = {"mnist_5k": 3500, "mnist": 50000, "fashion_mnist": 50000, "celeb_a": 162770,
-                  "binarized_mnist": 50000}
 DEFAULT_EPOCHS = {"mnist_5k": 300, "celeb_a": 20}
 
 
@@ -56,33 +54,23 @@ def get_config(arg: str = ""):
     config.data.binarization = "none"
   config.data.num_validation = 10000
 
-  model = config.model
-  model.name = "vsc"
-  model.latent_size = opts["latent"] or (800 if data == "celeb_a" else 200)
-  model.alpha = opts["alpha"]
-  model.architecture = opts["architecture"]
-  model.hidden_sizes = (2000, 2000) if data == "celeb_a" and opts["architecture"] == "mlp" else (
-      (256,) if opts["architecture"] == "conv" else (400,))
-  model.conv_filters = (32, 32, 64, 64)
-  model.activation = "relu"
-  model.likelihood = opts["likelihood"]
-  model.learned_scale = True
-  model.fixed_scale = 0.1
-  model.num_importance_samples = 1
-  model.sharpness_start = 50.0
-  model.sharpness_end = 200.0
+  config.model = model = models.model_config(
+      "vsc", latent_size=opts["latent"] or (800 if data == "celeb_a" else 200),
+      alpha=opts["alpha"], architecture=opts["architecture"], likelihood=opts["likelihood"],
+      hidden_sizes=(2000, 2000) if data == "celeb_a" and opts["architecture"] == "mlp" else (
+          (256,) if opts["architecture"] == "conv" else (400,)))
 
   epochs = opts["epochs"] or DEFAULT_EPOCHS.get(data, 100)
   batch_size = 100 if data != "celeb_a" else 64
   config_lib.decaying_adam(config, batch_size=batch_size, num_epochs=epochs,
                            checkpoint_every_epochs=max(1, epochs // 10))
-  steps_per_epoch = TRAIN_EXAMPLES[data] // batch_size
-  # c grows over the first half of training and stays sharp for the second.
-  model.sharpness_warmup_steps = steps_per_epoch * max(1, epochs // 2)
+  # c grows over the first half of training and stays sharp for the second (the loop turns
+  # epochs into steps from the data's own size).
+  model.sharpness_warmup_epochs = max(1, epochs // 2)
   # The KL weight grows from 0 to 1 over the first third of training unless told otherwise:
   # without it, α = 0.01 switches off nearly every dimension before the decoder uses any.
-  kl_warmup_epochs = opts["kl_warmup_epochs"] if opts["kl_warmup_epochs"] >= 0 else epochs // 3
-  model.kl_warmup_steps = steps_per_epoch * kl_warmup_epochs
+  model.kl_warmup_epochs = (opts["kl_warmup_epochs"] if opts["kl_warmup_epochs"] >= 0
+                            else epochs // 3)
   config.eval.num_importance_samples = 5000
 
   if opts["tiny"]:
@@ -90,8 +78,8 @@ def get_config(arg: str = ""):
     model.hidden_sizes = (32,) if opts["architecture"] == "mlp" else (16,)
     model.conv_filters = (8, 8)
     config_lib.make_tiny(config)
-    model.sharpness_warmup_steps = 8
-    model.kl_warmup_steps = min(model.kl_warmup_steps, 4)
+    model.sharpness_warmup_epochs = 1
+    model.kl_warmup_epochs = min(model.kl_warmup_epochs, 0.5)
     config.eval.num_importance_samples = 10
     config.eval.chunk_size = 4
   return config

@@ -55,22 +55,17 @@ class FullyVisibleSigmoidBeliefNet(models.GenerativeModel):
     self.bias = self.add_weight(shape=(d,), initializer="zeros", name="bias")
     self.mask = tf.constant(np.triu(np.ones((d, d), np.float32), k=1))
 
-  @classmethod
-  def from_config(cls, config, info):
-    del config
-    return cls(info.image_shape)
-
-  def log_prob(self, x, seed=None, num_importance_samples=None):
-    flat = tf.reshape(self.check_images(x), [-1, self.event_size])
+  def log_prob(self, batch, seed=None, num_importance_samples=None):
+    flat = tf.reshape(self.images(batch), [-1, self.event_size])
     logits = flat @ (self.weight * self.mask) + self.bias
     return tfd.Independent(tfd.Bernoulli(logits=logits), 1).log_prob(flat)
 
   def loss(self, batch, seed, training=False):
-    log_prob = self.log_prob(batch["image"])
+    log_prob = self.log_prob(batch)
     return -log_prob, {"log_prob": log_prob}
 
-  def bounds(self, x, seed):
-    return {"log_prob": self.log_prob(x)}
+  def bounds(self, batch, seed):
+    return {"log_prob": self.log_prob(batch)}
 
   def sample(self, num, seed, mean=False):
     return tf.zeros((num,) + self.image_shape)

@@ -18,11 +18,11 @@ def _models(shape=SHAPE):
   """(name, model, ordering) for every model, ordering and likelihood worth checking."""
   cases = [
       ("nade", nade.NADE(shape, hidden_size=8), "natural"),
-      ("nade_random", nade.NADE(shape, hidden_size=8, ordering_name="random", ordering_seed=3),
+      ("nade_random", nade.NADE(shape, hidden_size=8, ordering="random", ordering_seed=3),
        "random"),
       ("nade_256", nade.NADE(shape, hidden_size=8, num_levels=256), "natural"),
       ("made", made.MADE(shape, hidden_sizes=(16, 16), num_masks=3), "natural"),
-      ("made_random", made.MADE(shape, hidden_sizes=(16,), ordering_name="random", seed=2),
+      ("made_random", made.MADE(shape, hidden_sizes=(16,), ordering="random", seed=2),
        "random"),
       ("made_ensemble", made.MADE(shape, hidden_sizes=(16,), num_masks=4, num_eval_masks=4),
        "natural"),
@@ -31,7 +31,7 @@ def _models(shape=SHAPE):
        "natural"),
       ("gated", pixelcnn.GatedPixelCNN(shape, num_layers=3, channels=8), "natural"),
       ("gated_conditional", pixelcnn.GatedPixelCNN(shape, num_layers=2, channels=8,
-                                                   num_classes=3), "natural"),
+                                                   class_conditional=True, num_classes=3), "natural"),
   ]
   for _, model, _ in cases:
     model.build_for_images()
@@ -44,7 +44,7 @@ def _order(model, ordering):
 
 
 def _labels(model, n):
-  return tf.zeros([n], tf.int32) if model.class_conditional else None
+  return tf.zeros([n], tf.int32) if model.num_classes else None
 
 
 @pytest.mark.parametrize("case", range(10))
@@ -57,7 +57,9 @@ def test_output_depends_only_on_earlier_pixels(case):
                           tf.float32))
   for pixel in range(model.event_size):
     with tf.GradientTape() as tape:
-      logits = model._logits_given(x, _labels(model, 1))  # pylint: disable=protected-access
+      labels = _labels(model, 1)
+      batch = {"image": x, **({} if labels is None else {"label": labels})}
+      logits = model._logits_of(batch)[1]  # pylint: disable=protected-access
       out = tf.reshape(logits, [model.event_size, -1])[pixel]
       # A random projection of all 256 logits, so no dependence can cancel out.
       target = tf.reduce_sum(out * tf.random.stateless_normal(tf.shape(out), seed=[pixel, 0]))
@@ -101,7 +103,8 @@ def test_probabilities_of_all_images_sum_to_one(case):
     images = tf.reshape(images, [-1, *SHAPE])
   total = 0.0
   for batch in tf.split(images, 4 if model.num_levels == 256 else 1):
-    log_p = model.log_prob(batch, labels=_labels(model, batch.shape[0]))
+    labels = _labels(model, batch.shape[0])
+    log_p = model.log_prob({"image": batch, **({} if labels is None else {"label": labels})})
     total += float(tf.reduce_sum(tf.exp(tf.cast(log_p, tf.float64))))
   assert total == pytest.approx(1.0, abs=1e-4), name
 
@@ -115,7 +118,8 @@ def test_sampler_matches_the_parallel_conditionals_and_is_reproducible(case):
   draws = model.sample(3, seed, **extra)
   np.testing.assert_array_equal(draws, model.sample(3, seed, **extra))
   means = model.sample(3, seed, mean=True, **extra)
-  logits = model._logits_given(draws, labels)  # pylint: disable=protected-access
+  batch = {"image": draws, **({} if labels is None else {"label": labels})}
+  logits = model._logits_of(batch)[1]  # pylint: disable=protected-access
   if model.num_levels == 2:
     assert set(np.unique(draws.numpy())) <= {0.0, 1.0}
     expected = tf.sigmoid(logits)
@@ -143,7 +147,8 @@ def test_inpainting_never_changes_known_pixels(case):
 
 
 def test_class_conditional_sampling_uses_the_labels():
-  model = pixelcnn.GatedPixelCNN((4, 4, 1), num_layers=2, channels=8, num_classes=3)
+  model = pixelcnn.GatedPixelCNN((4, 4, 1), num_layers=2, channels=8, class_conditional=True,
+                                 num_classes=3)
   model.build_for_images()
   seed = seeding.as_seed(2)
   zero = model.sample(2, seed, mean=True, labels=tf.constant([0, 0])).numpy()

@@ -28,7 +28,7 @@ def _images(n=64, seed=0):
 @pytest.mark.parametrize("layers", [1, 2])
 def test_iwae_bound_with_one_sample_equals_elbo(layers):
   model = _model(layers)
-  terms = model.bounds(_images(), seeding.as_seed(3))
+  terms = model.bounds({"image": _images()}, seeding.as_seed(3))
   np.testing.assert_allclose(terms["iwae_bound"], terms["elbo"], rtol=1e-6, atol=1e-4)
 
 
@@ -36,7 +36,7 @@ def test_iwae_bound_with_one_sample_equals_elbo(layers):
 def test_iwae_bound_is_at_least_elbo_and_grows_with_k(layers):
   x, seed = _images(128), seeding.as_seed(7)
   model = _model(layers)
-  log_w = model.log_weights(x, 5000, seed).numpy()  # [k, B]
+  log_w = model.log_weights({"image": x}, 5000, seed).numpy()  # [k, B]
   elbo = log_w.mean(axis=0)
   means = []
   for k in (1, 5, 50, 500, 5000):
@@ -46,7 +46,7 @@ def test_iwae_bound_is_at_least_elbo_and_grows_with_k(layers):
     assert np.all(iwae_k >= elbo - 1e-4) if k == 5000 else True
     means.append(iwae_k.mean())
   assert all(a < b for a, b in zip(means, means[1:])), means
-  assert model.log_prob(x, seed, num_importance_samples=5000).numpy().mean() >= elbo.mean()
+  assert model.log_prob({"image": x}, seed, num_importance_samples=5000).numpy().mean() >= elbo.mean()
 
 
 def test_analytic_kl_matches_monte_carlo_rate():
@@ -54,8 +54,8 @@ def test_analytic_kl_matches_monte_carlo_rate():
   exact = _model(analytic_kl=True, k=1)
   sampled = _model(analytic_kl=False, k=2000)
   sampled.set_weights(exact.get_weights())
-  rate_exact = exact.bounds(x, seeding.as_seed(1))["rate"].numpy()
-  rate_mc = sampled.bounds(x, seeding.as_seed(1))["rate"].numpy()
+  rate_exact = exact.bounds({"image": x}, seeding.as_seed(1))["rate"].numpy()
+  rate_mc = sampled.bounds({"image": x}, seeding.as_seed(1))["rate"].numpy()
   # Per example the Monte Carlo estimate has noise of about 0.05 nats; over 256 it averages out.
   np.testing.assert_allclose(rate_exact, rate_mc, atol=0.3)
   assert abs(rate_exact.mean() - rate_mc.mean()) < 0.02
@@ -81,6 +81,8 @@ def test_chunked_estimate_is_exact_whatever_the_chunk_size():
 def test_log_prob_does_not_depend_on_chunking_beyond_monte_carlo_error():
   # Different chunkings draw different samples, so only the averages over a batch agree.
   model, x = _model(), _images(256)
-  a = model.log_prob(x, seeding.as_seed(1), num_importance_samples=2000, chunk_size=2000)
-  b = model.log_prob(x, seeding.as_seed(2), num_importance_samples=2000, chunk_size=37)
+  model.importance_chunk_size = 2000
+  a = model.log_prob({"image": x}, seeding.as_seed(1), num_importance_samples=2000)
+  model.importance_chunk_size = 37
+  b = model.log_prob({"image": x}, seeding.as_seed(2), num_importance_samples=2000)
   assert abs(float(tf.reduce_mean(a)) - float(tf.reduce_mean(b))) < 0.1

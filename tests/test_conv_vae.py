@@ -41,7 +41,8 @@ def test_shapes_follow_the_data(shape, likelihood, binary, steps):
   x, seed = _images(shape, 3, binary), seeding.as_seed(0)
   loss, metrics = model.loss({"image": x}, seed, training=True)
   assert loss.shape == (3,) and all(v.shape == (3,) for v in metrics.values())
-  assert model.log_prob(x, seed, num_importance_samples=5, chunk_size=2).shape == (3,)
+  model.importance_chunk_size = 2
+  assert model.log_prob({"image": x}, seed, num_importance_samples=5).shape == (3,)
   assert model.encode(x).event_shape == (3,)
   assert model.decode(tf.zeros([2, 3, 3])).batch_shape == (2, 3)  # k draws of a batch.
   assert model.reconstruct(x, seed).shape == x.shape
@@ -76,12 +77,13 @@ def test_evaluation_does_not_depend_on_the_batch_size():
   for i in range(5):
     model.loss({"image": x * (i % 2)}, seeding.as_seed(i), training=True)
   seed = seeding.as_seed(9)
-  whole = model.log_prob(x, seed, num_importance_samples=20, chunk_size=7).numpy()
-  parts = np.concatenate([model.log_prob(x[i:i + 7], seed, num_importance_samples=20,
-                                         chunk_size=7).numpy() for i in range(0, 50, 7)])
+  model.importance_chunk_size = 7
+  whole = model.log_prob({"image": x}, seed, num_importance_samples=20).numpy()
+  parts = np.concatenate([model.log_prob({"image": x[i:i + 7]}, seed, num_importance_samples=20).numpy()
+                          for i in range(0, 50, 7)])
   np.testing.assert_allclose(parts, whole, rtol=1e-5)
-  bounds = model.bounds(x, seed)["elbo"].numpy()
-  np.testing.assert_allclose(model.bounds(x[:7], seed)["elbo"].numpy(), bounds[:7], rtol=1e-5)
+  bounds = model.bounds({"image": x}, seed)["elbo"].numpy()
+  np.testing.assert_allclose(model.bounds({"image": x[:7]}, seed)["elbo"].numpy(), bounds[:7], rtol=1e-5)
   # With batch statistics (training) the same images would score differently in other batches.
   trained = model.loss({"image": x}, seed, training=True)[1]["distortion"].numpy()[:7]
   alone = model.loss({"image": x[:7]}, seed, training=True)[1]["distortion"].numpy()

@@ -52,5 +52,5 @@ def test_vae_estimate_matches_quadrature_for_a_one_dimensional_latent():
   log_px_given_z = model.decode(tf.constant(grid[:, None])).log_prob(x[:, None])  # [B, G]
   log_prior = tfd.Normal(0.0, 1.0).log_prob(grid)
   exact = tf.reduce_logsumexp(log_px_given_z + log_prior, axis=1) + math.log(step)
-  estimate = model.log_prob(x, seeding.as_seed(5), num_importance_samples=5000)
+  estimate = model.log_prob({"image": x}, seeding.as_seed(5), num_importance_samples=5000)
   np.testing.assert_allclose(estimate, exact, atol=0.05)

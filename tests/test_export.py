@@ -96,10 +96,11 @@ def test_reloads_without_tfgen_and_serves_every_signature(exported, tmp_path):
   if isinstance(model, models.LatentVariableModel):
     # The SavedModel draws its importance samples with seed (0, 0), 500 at a time: the same
     # draws as here, so the bound agrees to float precision, well inside its Monte Carlo error.
-    expected = model.log_prob(images, seed=seeding.as_seed(export.FIXED_SEED),
-                              num_importance_samples=K, chunk_size=export.CHUNK_SIZE)
+    model.importance_chunk_size = export.CHUNK_SIZE
+    expected = model.log_prob({"image": images}, seed=seeding.as_seed(export.FIXED_SEED),
+                              num_importance_samples=K)
     expected_signatures = {"sample", "serving_default", "log_prob", "encode", "decode"}
-    if model.infers_labels:
+    if "classify" in model.signatures():
       expected_signatures |= {"sample_labels", "classify"}
       predicted = tf.argmax(model.classify(images).logits, -1).numpy()
       np.testing.assert_array_equal(served["classify_labels"], predicted)
@@ -108,7 +109,7 @@ def test_reloads_without_tfgen_and_serves_every_signature(exported, tmp_path):
     assert served["encode_shapes"]["loc"][0] == 6
     assert served["decode_shape"] == [6, 28, 28, 1] and served["decode_dtype"] == "uint8"
   else:
-    expected = model.log_prob(images)
+    expected = model.log_prob({"image": images})
     assert served["inpaint_keeps_known"] and set(served["inpaint_values"]) <= {0, 1}
   np.testing.assert_allclose(served["log_prob"], expected.numpy(), atol=1e-4, rtol=1e-5)
   np.testing.assert_allclose(served["bits_per_dim"],
@@ -172,7 +173,8 @@ def test_class_conditional_export_takes_labels(tmp_path):
   from tfgen import data  # pylint: disable=g-import-not-at-top
   from tfgen.models import pixelcnn
   info = data.DataInfo("mnist", (6, 6, 1), "dynamic", {"train": 0}, num_classes=3)
-  model = pixelcnn.GatedPixelCNN((6, 6, 1), num_layers=2, channels=8, num_classes=3)
+  model = pixelcnn.GatedPixelCNN((6, 6, 1), num_layers=2, channels=8, class_conditional=True,
+                                 num_classes=3)
   model.build_for_images()
   export.build_archive(model, info).write_out(str(tmp_path / "sm"), verbose=False)
   signatures = tf.saved_model.load(str(tmp_path / "sm")).signatures
@@ -181,7 +183,7 @@ def test_class_conditional_export_takes_labels(tmp_path):
   np.testing.assert_array_equal(out["labels"], [2, 0])
   images = out["images"]
   served = signatures["log_prob"](images=images, labels=tf.constant([2, 0]))["log_prob"]
-  expected = model.log_prob(tf.cast(images, tf.float32), labels=tf.constant([2, 0]))
+  expected = model.log_prob({"image": tf.cast(images, tf.float32), "label": tf.constant([2, 0])})
   np.testing.assert_allclose(served, expected, atol=1e-4)
   with pytest.raises(tf.errors.InvalidArgumentError, match="log_prob: `labels` must be"):
     signatures["log_prob"](images=images, labels=tf.constant([5, 0]))

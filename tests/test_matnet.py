@@ -58,7 +58,7 @@ def test_shapes_at_every_level(architecture, latent_shapes, bu_shapes):
   assert model.decode(q.sample(seed=seeding.as_seed(3))).batch_shape == [5]
   assert model.decode(tf.zeros([2, 5, sum(sizes)])).batch_shape == [2, 5]
   assert model.sample(4, seeding.as_seed(4)).shape == (4,) + SHAPE
-  terms = model.bounds(x, seeding.as_seed(5))
+  terms = model.bounds({"image": x}, seeding.as_seed(5))
   assert sorted(k for k in terms if k.startswith("kl_")) == [f"kl_{i}" for i in range(3)]
 
 
@@ -67,7 +67,7 @@ def test_prior_and_posterior_line_up_module_by_module(architecture):
   model = _model(architecture)
   x, seed = _images(8), seeding.as_seed(3)
   _, records = model._posterior_pass(x, 2, seed)
-  trained_kls = model.bounds(x, seed)
+  trained_kls = model.bounds({"image": x}, seed)
   assert sum(float(tf.reduce_mean(trained_kls[f"kl_{i}"])) for i in range(3)) > 0
   for record in records:
     assert record["p_loc"].shape == record["q_loc"].shape
@@ -80,7 +80,7 @@ def test_prior_and_posterior_line_up_module_by_module(architecture):
   for record in records:
     np.testing.assert_allclose(record["q_loc"], record["p_loc"], atol=1e-6)
     np.testing.assert_allclose(record["q_scale"], record["p_scale"], rtol=1e-5)
-  terms = model.bounds(x, seed)
+  terms = model.bounds({"image": x}, seed)
   for i in range(3):
     np.testing.assert_allclose(terms[f"kl_{i}"], 0.0, atol=1e-4)
   # Measured against its prior, no module is then active, although the raw q means vary with x.
@@ -88,20 +88,21 @@ def test_prior_and_posterior_line_up_module_by_module(architecture):
     np.testing.assert_allclose(means, 0.0, atol=1e-5)
   assert np.var(records[-1]["q_loc"].numpy(), axis=0).max() > 1e-4
   # Then every importance weight is p(x | z) with z drawn from the prior, and the ELBO is its mean.
-  log_px, log_p, log_q, _ = model._log_weight_terms(x, 4, seed)
-  np.testing.assert_allclose(tf.add_n(log_p), tf.add_n(log_q), rtol=1e-5, atol=1e-3)
+  terms = model.latent_terms({"image": x}, 4, seed)
+  np.testing.assert_allclose(tf.add_n(terms.log_prior), tf.add_n(terms.log_posterior), rtol=1e-5,
+                             atol=1e-3)
 
 
 @pytest.mark.parametrize("architecture", ["fc", "conv"])
 def test_kl_terms_sum_to_the_rate_and_match_monte_carlo(architecture):
   model = _model(architecture)
   x, seed = _images(8), seeding.as_seed(4)
-  terms = model.bounds(x, seed)
+  terms = model.bounds({"image": x}, seed)
   np.testing.assert_allclose(sum(terms[f"kl_{i}"] for i in range(3)), terms["rate"], rtol=1e-5)
   np.testing.assert_allclose(terms["elbo"], -terms["distortion"] - terms["rate"], rtol=1e-5)
   # Each closed-form KL_i, averaged over draws of the modules above, is E_q[log q_i − log p_i].
-  _, log_p, log_q, kls = model._log_weight_terms(x, 1500, seed)
-  for lp, lq, kl in zip(log_p, log_q, kls):
+  draws = model.latent_terms({"image": x}, 1500, seed)
+  for lp, lq, kl in zip(draws.log_prior, draws.log_posterior, draws.kl):
     mc = tf.reduce_mean(lq - lp, axis=0).numpy()
     exact = tf.reduce_mean(kl, axis=0).numpy()
     np.testing.assert_allclose(mc, exact, atol=0.2 + 0.05 * np.abs(exact).max())
@@ -111,12 +112,13 @@ def test_kl_terms_sum_to_the_rate_and_match_monte_carlo(architecture):
 def test_iwae_bound_is_at_least_the_elbo(architecture):
   model = _model(architecture, objective="iwae", num_importance_samples=8)
   x, seed = _images(16), seeding.as_seed(5)
-  terms = model.bounds(x, seed)
+  terms = model.bounds({"image": x}, seed)
   # Same 8 draws: log-mean-exp ≥ mean, per example.
-  log_w = model.log_weights(x, 8, seed).numpy()
+  log_w = model.log_weights({"image": x}, 8, seed).numpy()
   assert np.all(np.logaddexp.reduce(log_w, axis=0) - math.log(8) >= log_w.mean(axis=0) - 1e-4)
   assert np.all(terms["iwae_bound"].numpy() >= terms["elbo"].numpy() - 1.0)
-  estimate = model.log_prob(x, seed, num_importance_samples=300, chunk_size=64).numpy()
+  model.importance_chunk_size = 64
+  estimate = model.log_prob({"image": x}, seed, num_importance_samples=300).numpy()
   assert estimate.mean() > float(tf.reduce_mean(terms["elbo"]))
   loss, _ = model.loss({"image": x}, seed, training=True)
   np.testing.assert_allclose(loss, -terms["iwae_bound"], rtol=1e-5)
@@ -130,7 +132,7 @@ def test_eight_bit_images_get_a_discretized_likelihood(architecture):
   log_px = model.decode(model.encode(x).sample(seed=seed)).log_prob(x).numpy()
   # A proper probability of 8-bit levels: at most 0 nats, unlike a density.
   assert log_px.shape == (4,) and np.all(log_px <= 0)
-  assert np.all(np.isfinite(model.log_prob(x, seed, num_importance_samples=5).numpy()))
+  assert np.all(np.isfinite(model.log_prob({"image": x}, seed, num_importance_samples=5).numpy()))
   samples = model.sample(3, seed).numpy()
   np.testing.assert_allclose(samples * 255, np.round(samples * 255), atol=1e-3)
   with pytest.raises(errors.ConfigError, match="models 8-bit intensities"):
@@ -138,13 +140,13 @@ def test_eight_bit_images_get_a_discretized_likelihood(architecture):
 
 
 def test_kl_warmup_and_free_bits_change_only_the_training_loss():
-  model = _model("fc", kl_warmup_steps=100)
+  model = _model("fc", kl_warmup_epochs=100)
   x, seed = _images(16), seeding.as_seed(6)
-  model.update_schedules(tf.constant(25, tf.int64))
+  model.update_schedules(tf.constant(25.0))
   assert float(model.kl_weight) == pytest.approx(0.25)
   loss, terms = model.loss({"image": x}, seed, training=True)
   np.testing.assert_allclose(loss, terms["distortion"] + 0.25 * terms["rate"], rtol=1e-5)
-  model.update_schedules(tf.constant(1000, tf.int64))
+  model.update_schedules(tf.constant(1000.0))
   assert float(model.kl_weight) == 1.0
   free = _model("fc", free_bits=50.0)  # More than any module's KL here: each pays 50 nats.
   loss, terms = free.loss({"image": x}, seed, training=True)
@@ -158,7 +160,7 @@ def test_kl_warmup_and_free_bits_change_only_the_training_loss():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(architecture="mlp"), "unknown MatNet architecture"),
-    (dict(objective="wake-sleep"), "unknown MatNet objective"),
+    (dict(objective="wake-sleep"), "unknown objective"),
     (dict(objective="iwae", free_bits=1.0), "free bits apply to the ELBO"),
     (dict(architecture="conv", conv_modules=(1, 1, 1, 1)), "divisible by 16"),
     (dict(fc_modules=0), "fc_modules"),
@@ -174,7 +176,8 @@ def test_config_variants():
   assert load_config("matnet", "").model.architecture == "conv"
   config = load_config("matnet", "fc_modules=6")
   assert config.model.architecture == "fc" and config.model.fc_modules == 6
-  assert load_config("matnet", "fc,warmup=2").model.kl_warmup_steps == 1000
+  # Durations are epochs; the loop resolves them from the data's own size.
+  assert load_config("matnet", "fc,warmup=2").model.kl_warmup_epochs == 2
 
 
 def test_short_run_trains_evaluates_and_samples(binarized_mnist_dir, tfds_data_dir, tmp_path):

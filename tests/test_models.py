@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfgen import data
+from tfgen import errors
 from tfgen import models
 from tfgen import seeding
 from tests.conftest import load_config
@@ -60,8 +61,9 @@ def test_contract_shapes(name, config_name, variant):
   seed = seeding.as_seed(0)
   loss, metrics = model.loss({"image": x}, seed, training=True)
   assert loss.shape == (5,) and all(v.shape == (5,) for v in metrics.values())
-  assert all(v.shape == (5,) for v in model.bounds(x, seed).values())
-  assert model.log_prob(x, seed, num_importance_samples=7, chunk_size=3).shape == (5,)
+  assert all(v.shape == (5,) for v in model.bounds({"image": x}, seed).values())
+  model.importance_chunk_size = 3
+  assert model.log_prob({"image": x}, seed, num_importance_samples=7).shape == (5,)
   samples = model.sample(4, seed)
   assert samples.shape == (4, 28, 28, 1)
   assert set(np.unique(samples.numpy())) <= {0.0, 1.0}
@@ -78,4 +80,32 @@ def test_wrong_image_shape_is_one_clear_error():
   from tfgen import errors  # pylint: disable=g-import-not-at-top
   model = _build("iwae", "tiny")
   with pytest.raises(errors.DataError, match=r"expects images of shape \[batch, 28, 28, 1\]"):
-    model.log_prob(tf.zeros([2, 32, 32, 1]), seeding.as_seed(0))
+    model.log_prob({"image": tf.zeros([2, 32, 32, 1])}, seeding.as_seed(0))
+
+
+def test_every_hyperparameter_has_one_home_and_typos_fail_in_one_line():
+  # Constants that were hard-wired before are config fields now, with the constructor's default.
+  assert models.model_config("vae").min_scale == 1e-4
+  assert models.model_config("ssvae").classifier_channels == (32, 64)
+  assert models.model_config("pixelcnn").first_kernel_size == 7
+  assert "binary" not in models.model_config("conv_vae")  # From the data, not the config.
+  with pytest.raises(errors.ConfigError, match="model 'vae' takes no 'latent_size'"):
+    models.model_config("vae", latent_size=3)
+  config = models.model_config("nade", hidden_size=4)
+  config.unlisted = 1
+  info = data.DataInfo("binarized_mnist", (28, 28, 1), "fixed", {"train": 0})
+  with pytest.raises(errors.ConfigError, match="takes no config.model.unlisted"):
+    models.build(config, info)
+  assert models.build(models.model_config("vae", min_scale=1e-2), info).min_scale == 1e-2
+
+
+def test_generic_modules_never_ask_what_kind_of_model_they_hold():
+  import pathlib  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(models.__file__).parents[1]
+  kinds = ("LatentVariableModel", "AutoregressiveModel", "class_conditional", "infers_labels",
+           "model.num_classes", "hasattr(", "isinstance(model", "isinstance(trained.model")
+  for name in ("train.py", "evaluate.py", "sampling.py", "export.py", "apps"):
+    paths = [root / name] if name.endswith(".py") else sorted((root / name).glob("*.py"))
+    for path in paths:
+      text = path.read_text(encoding="utf-8")
+      assert not [k for k in kinds if k in text], path

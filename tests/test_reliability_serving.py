@@ -198,8 +198,9 @@ def test_a_batch_of_three_chunks_equals_the_calls_on_its_chunks(vae):
     served = signatures["log_prob"](images=part, num_importance_samples=k)["log_prob"]
     np.testing.assert_array_equal(whole[begin:begin + CHUNK], served)
     # And a chunk is what the model in memory gives for those images with the fixed seed.
-    expected = model.log_prob(tf.cast(part, tf.float32), seed=seeding.as_seed(export.FIXED_SEED),
-                              num_importance_samples=7, chunk_size=export.CHUNK_SIZE)
+    model.importance_chunk_size = export.CHUNK_SIZE
+    expected = model.log_prob({"image": tf.cast(part, tf.float32)},
+                              seed=seeding.as_seed(export.FIXED_SEED), num_importance_samples=7)
     np.testing.assert_allclose(served, expected, atol=1e-4, rtol=1e-5)
     part_code = signatures["encode"](images=part)
     for name in ("loc", "scale", "latents"):

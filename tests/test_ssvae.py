@@ -37,9 +37,9 @@ def _images(num, seed=(3, 4)):
 
 def test_unlabelled_bound_is_the_weighted_labelled_bounds_plus_the_entropy(model):
   x, seed = _images(5), seeding.as_seed(7)
-  unlabelled = model.bounds(x, seed)["elbo"].numpy()
+  unlabelled = model.bounds({"image": x}, seed)["elbo"].numpy()
   # L(x, y) for every class, with the same draws of z (one seed for every class at once).
-  labelled = np.stack([model.bounds(x, seed, labels=tf.fill([5], y))["labelled_elbo"].numpy()
+  labelled = np.stack([model.bounds({"image": x, "label": tf.fill([5], y)}, seed)["labelled_elbo"].numpy()
                        for y in range(CLASSES)], 1)  # [B, C]
   q = model.classify(x)
   probs, entropy = q.probs_parameter().numpy(), q.entropy().numpy()
@@ -53,14 +53,14 @@ def test_unlabelled_bound_is_the_weighted_labelled_bounds_plus_the_entropy(model
 
 def test_labelled_bound_matches_its_terms(model):
   x, seed, labels = _images(5), seeding.as_seed(2), tf.constant([0, 1, 2, 3, 1])
-  bound = model.bounds(x, seed, labels=labels)["labelled_elbo"]
+  bound = model.bounds({"image": x, "label": labels}, seed)["labelled_elbo"]
   # L(x, y) = E_q[log p(x | y, z)] + log p(y) − KL; its mean over many seeds approaches the
   # Monte Carlo estimate with the KL computed from samples, so both estimate the same thing.
   q = model.encode(x, labels=labels)
   z = q.sample(4000, seed=seeding.as_seed(11))
   mc = tf.reduce_mean(model.decode(z, labels=labels).log_prob(x) + model.prior().log_prob(z)
                       - q.log_prob(z), 0) - np.log(CLASSES)
-  draws = np.mean([model.bounds(x, seeding.as_seed(i), labels=labels)["labelled_elbo"].numpy()
+  draws = np.mean([model.bounds({"image": x, "label": labels}, seeding.as_seed(i))["labelled_elbo"].numpy()
                    for i in range(200)], 0)
   np.testing.assert_allclose(draws, mc.numpy(), atol=0.3)
   assert bound.shape == (5,)
@@ -72,7 +72,7 @@ def test_loss_combines_labelled_and_unlabelled_terms(model):
   labelled = tf.constant([True, True, False, False, False, False])
   loss, metrics = model.loss({"image": x, "label": labels, "labelled": labelled}, seed,
                              training=False)
-  terms = model.bounds(x, seed, labels=tf.maximum(labels, 0))
+  terms = model.bounds({"image": x, "label": tf.maximum(labels, 0)}, seed)
   share = 6 / 2
   expected = np.where(labelled, -terms["labelled_elbo"] + 0.7 * share * terms["cross_entropy"],
                       -terms["elbo"])
@@ -82,16 +82,18 @@ def test_loss_combines_labelled_and_unlabelled_terms(model):
 
 def test_log_prob_marginalises_the_class(model):
   x, seed = _images(3), seeding.as_seed(1)
-  marginal = model.log_prob(x, seed, num_importance_samples=30, chunk_size=10).numpy()
+  model.importance_chunk_size = 10
+  marginal = model.log_prob({"image": x}, seed, num_importance_samples=30).numpy()
   # log p(x | y) for every class, scored as one batch of C·B so that it draws the same z.
   tiled, classes = tf.tile(x, [CLASSES, 1, 1, 1]), tf.repeat(tf.range(CLASSES), 3)
-  conditional = model.log_prob(tiled, seed, num_importance_samples=30, chunk_size=10,
-                               labels=classes).numpy().reshape(CLASSES, 3)
+  conditional = model.conditional_log_prob({"image": tiled, "label": classes}, seed,
+                                           num_importance_samples=30).numpy().reshape(CLASSES, 3)
   # log p(x) = log Σ_y p(y) p(x | y) with p(y) = 1/C.
   np.testing.assert_allclose(marginal, tf.reduce_logsumexp(conditional, 0).numpy()
                              - np.log(CLASSES), rtol=1e-5)
-  many = model.log_prob(x, seed, num_importance_samples=2000, chunk_size=500).numpy()
-  assert np.all(many >= model.bounds(x, seed)["elbo"].numpy() - 0.5)
+  model.importance_chunk_size = 500
+  many = model.log_prob({"image": x}, seed, num_importance_samples=2000).numpy()
+  assert np.all(many >= model.bounds({"image": x}, seed)["elbo"].numpy() - 0.5)
 
 
 def test_sample_takes_labels_and_decode_without_labels_is_the_mixture(model):

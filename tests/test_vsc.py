@@ -14,8 +14,9 @@ import tensorflow_probability as tfp
 from tfgen import errors
 from tfgen import evaluate
 from tfgen import probes
-from tfgen import sampling
 from tfgen import train
+from tfgen.models import base
+from tfgen.models import capabilities as caps
 from tfgen.models import vsc
 from tests.conftest import load_config
 from tests.conftest import shared_data
@@ -46,15 +47,14 @@ def test_shapes(image_shape, architecture, likelihood, binary):
   assert q.batch_shape == (5,) and q.event_shape == (6,)
   p = model.decode(q.sample(2, seed=[2, 2]))
   assert p.batch_shape == (2, 5) and p.event_shape == image_shape
-  terms = model.bounds(x, seed=tf.constant([3, 3]))
+  terms = model.bounds({"image": x}, seed=tf.constant([3, 3]))
   assert set(terms) == {"elbo", "iwae_bound", "rate", "distortion", "active_dimensions"}
   assert all(v.shape == (5,) for v in terms.values())
   loss, _ = model.loss({"image": x}, seed=tf.constant([4, 4]), training=True)
   assert loss.shape == (5,) and np.all(np.isfinite(loss))
   assert model.sample(4, seed=tf.constant([5, 5])).shape == (4,) + image_shape
   assert model.codes(x).shape == (5, 6) and model.prob_active(x).shape == (5, 6)
-  assert model.log_prob(x, seed=tf.constant([6, 6]), num_importance_samples=7,
-                        chunk_size=3).shape == (5,)
+  assert model.log_prob({"image": x}, seed=tf.constant([6, 6]), num_importance_samples=7).shape == (5,)
 
 
 def test_alpha_one_is_the_plain_vae():
@@ -63,7 +63,7 @@ def test_alpha_one_is_the_plain_vae():
   q = model.encode(x)
   gaussian = tfd.Independent(tfd.Normal(q.distribution.loc, q.distribution.scale), 1)
   vae_kl = tfd.kl_divergence(gaussian, tfd.Independent(tfd.Normal(tf.zeros(6), 1.0), 1))
-  np.testing.assert_allclose(model.bounds(x, seed=tf.constant([0, 1]))["rate"], vae_kl,
+  np.testing.assert_allclose(model.bounds({"image": x}, seed=tf.constant([0, 1]))["rate"], vae_kl,
                              rtol=1e-5)
   np.testing.assert_array_equal(model.prob_active(x), 1.0)
   assert np.all(model.num_active_dimensions(x) == 6)
@@ -92,26 +92,27 @@ def test_importance_sampled_likelihood_matches_numerical_integration():
       tfd.Normal(0.0, 1.0).log_prob(grid).numpy())[:, None], grid, axis=0)
   spike = np.exp(model.decode(tf.zeros([1, 1])).log_prob(images).numpy()[0])
   exact = np.log((1 - alpha) * spike + alpha * slab)
-  estimate = model.log_prob(images, seed=tf.constant([7, 7]), num_importance_samples=50000)
+  estimate = model.log_prob({"image": images}, seed=tf.constant([7, 7]), num_importance_samples=50000)
   np.testing.assert_allclose(estimate, exact, atol=0.02)
   np.testing.assert_allclose(np.sum(np.exp(exact)), 1.0, atol=1e-4)
   # Every bound is below the estimate it bounds, and the ELBO below the IWAE bound.
-  bounds = model.bounds(images, seed=tf.constant([1, 1]))
-  elbo = np.mean([model.bounds(images, seed=tf.constant([i, 0]))["elbo"] for i in range(200)], 0)
+  bounds = model.bounds({"image": images}, seed=tf.constant([1, 1]))
+  elbo = np.mean([model.bounds({"image": images}, seed=tf.constant([i, 0]))["elbo"] for i in range(200)], 0)
   assert np.all(elbo <= exact + 1e-4) and bounds["rate"].shape == (4,)
 
 
 def test_schedules_live_in_variables():
-  model = _model(sharpness_start=50.0, sharpness_end=250.0, sharpness_warmup_steps=100,
-                 kl_warmup_steps=10)
+  # Durations in epochs; the loop passes each step's fractional epoch.
+  model = _model(sharpness_start=50.0, sharpness_end=250.0, sharpness_warmup_epochs=100,
+                 kl_warmup_epochs=10)
   expected = {0: (50.0, 0.0), 5: (60.0, 0.5), 50: (150.0, 1.0), 1000: (250.0, 1.0)}
   for step, (sharpness, kl_weight) in expected.items():
-    model.update_schedules(tf.constant(step, tf.int64))
+    model.update_schedules(tf.constant(float(step)))
     np.testing.assert_allclose([float(model.sharpness), float(model.kl_weight)],
                                [sharpness, kl_weight], rtol=1e-6)
   assert {"sharpness", "kl_weight"} <= {w.name for w in model.non_trainable_weights}
   x = tf.round(tf.random.stateless_uniform((4, 28, 28, 1), seed=[1, 2]))
-  model.update_schedules(tf.constant(0, tf.int64))
+  model.update_schedules(tf.constant(0.0))
   loss, terms = model.loss({"image": x}, seed=tf.constant([1, 1]), training=True)
   np.testing.assert_allclose(loss, terms["distortion"], rtol=1e-6)  # KL weight 0 at step 0.
 
@@ -153,7 +154,7 @@ def test_probe_separates_informative_codes_and_not_random_ones():
 def test_traversal_changes_one_used_dimension_at_a_time():
   codes = tf.constant([[0.0, 1.5, 0.0, -0.2], [0.3, 0.0, 0.0, 0.0]])
   usage = tf.constant([[0.1, 0.9, 0.2, 0.8], [0.95, 0.0, 0.6, 0.0]])
-  traversed = sampling.traversal_codes(codes, usage, num_dimensions=2, num_steps=5).numpy()
+  traversed = base.traversal_codes(codes, usage, num_dimensions=2, num_steps=5).numpy()
   assert traversed.shape == (2, 2, 5, 4)
   for image, dims in enumerate([(1, 3), (0, 2)]):
     for row, dim in enumerate(dims):
@@ -164,7 +165,7 @@ def test_traversal_changes_one_used_dimension_at_a_time():
 
 def test_conditional_codes_keep_the_used_dimensions():
   usage = tf.constant([[0.9, 0.1, 0.7], [0.0, 0.0, 0.99]])
-  codes = sampling.conditional_codes(usage, num_samples=100, seed=tf.constant([1, 2])).numpy()
+  codes = vsc.conditional_codes(usage, num_samples=100, seed=tf.constant([1, 2])).numpy()
   assert codes.shape == (2, 100, 3)
   np.testing.assert_array_equal(codes != 0, np.broadcast_to((usage.numpy() > 0.5)[:, None],
                                                             codes.shape))
@@ -213,7 +214,9 @@ def test_sample_modes_write_grids(mnist_5k_run, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   picture = tf.io.decode_png(tf.io.read_file(str(out)))
   trained = evaluate.load_trained(mnist_5k_run, splits=("test",))
-  images = sampling._test_images(trained, 2)  # pylint: disable=protected-access
+  request = caps.SampleRequest(num=2, num_classes=trained.info.num_classes,
+                               test=trained.data.test)
+  images = caps.test_images(request, 2)
   used = np.clip(np.sum(trained.model.prob_active(images).numpy() > 0.5, 1), 1, 8)
   # A row per used dimension of each image, 9 columns of 28+1 pixels.
   assert picture.shape == (int(used.sum()) * 29 + 1, 9 * 29 + 1, 1)
@@ -222,7 +225,7 @@ def test_sample_modes_write_grids(mnist_5k_run, tmp_path):
                 "--num_images=3", "--num=5", f"--out={out}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert tf.io.decode_png(tf.io.read_file(str(out))).shape == (3 * 29 + 1, 6 * 29 + 1, 1)
-  assert sampling._test_images(trained, 3, label=3).shape == (3, 28, 28, 1)  # pylint: disable=protected-access
+  assert caps.test_images(request, 3, label=3).shape == (3, 28, 28, 1)
   result = _run("tfgen-sample", f"--workdir={mnist_5k_run}", "--mode=conditional", "--label=12",
                 f"--out={tmp_path / 'none.png'}")
   assert result.returncode == 1 and "class 12" in result.stderr

@@ -6,15 +6,13 @@ importance samples (K = 5000 unless stated), drawn `chunk_size` at a time so mem
 whatever K is. Evaluation images are never re-binarized: fixed sets are read as stored, dynamic
 ones were binarized once with a fixed seed (see tfgen/data/pipeline.py).
 
-Models that classify (`infers_labels`, the semi-supervised VAE) also report
-`classification_error`, the test error of argmax_y q(y | x), and their NLL is −log p(x) with the
-class summed out.
-
-Active units (Burda et al. 2016, section 5.2): unit u is active when Cov_x(E_{q(u|x)}[u]) > 0.01.
-Sparse-code models also report the mean number of latent dimensions each image uses.
-
-Latent-code classification (tfgen/probes.py): for latent-variable models on labelled data, a
-logistic regression fitted on the training split's codes, scored on the evaluated split.
+What is averaged and reported beyond the NLL, the model declares (tfgen/models/base.py):
+`evaluation_terms` gives per-example terms (its bounds, and `log_prob`) and arrays collected over
+the split, and `finish_evaluation` adds what the whole split shows. Latent-variable models thus
+add active units (Burda et al. 2016, section 5.2: unit u is active when Cov_x(E_{q(u|x)}[u]) >
+0.01) and, on labelled data, latent-code classification (tfgen/probes.py); the semi-supervised
+VAE its classification error, with its NLL −log p(x) with the class summed out; sparse codes the
+dimensions each image uses.
 """
 
 import dataclasses
@@ -35,11 +33,9 @@ from tfgen import config as config_lib
 from tfgen import data as data_lib
 from tfgen import errors
 from tfgen import models
-from tfgen import probes
 from tfgen import seeding
 from tfgen import workdir as workdir_lib
-
-ACTIVE_UNIT_THRESHOLD = 0.01
+from tfgen.models import capabilities as caps
 
 
 def results_path(workdir: str, split: str, num_importance_samples: int) -> str:
@@ -94,8 +90,8 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
     batch_size: images per evaluation batch (default: config.eval.batch_size).
     chunk_size: importance samples per image drawn at once (default: config.eval.chunk_size).
     show_progress: draw a progress bar.
-    classify_codes: for latent-variable models on labelled data, also fit the latent-code
-      classifier (tfgen/probes.py) on the training split and score it on `split`.
+    classify_codes: let models that can (latent-variable models on labelled data) fit the
+      latent-code classifier (tfgen/probes.py) on the training split and score it on `split`.
 
   Returns:
     The results dict that is also written to `evaluation_{split}_k{K}.json`.
@@ -115,38 +111,25 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   ev.split = split or ev.split
   trained = load_trained(workdir, config, splits=(ev.split,))
   data, model = trained.data, trained.model
-  k, chunk = ev.num_importance_samples, ev.chunk_size
+  k = ev.num_importance_samples
+  model.importance_chunk_size = ev.chunk_size
   dataset = data.split(ev.split)
-  is_latent = isinstance(model, models.LatentVariableModel)
 
   @tf.function
-  def batch_terms(images, labels, seed):
-    extra = {"labels": labels} if model.class_conditional else {}
-    terms = dict(model.bounds(images, seed, **extra))
-    # A model that classifies is scored on log p(x) with y marginalised, as test labels are
-    # unknown to it; its bounds above report the classification error on the labels.
-    lp_extra = {} if model.infers_labels else extra
-    terms["log_prob"] = model.log_prob(images, seeding.fold_in(seed, 1),
-                                       num_importance_samples=k, chunk_size=chunk, **lp_extra)
-    means = model.posterior_means(images, seeding.fold_in(seed, 2)) if is_latent else []
-    active = model.num_active_dimensions(images) if is_latent else None
-    if active is not None:
-      terms["active_dimensions"] = active
-    return terms, means
+  def batch_terms(batch, seed):
+    return model.evaluation_terms(batch, seed, k)
 
   start = time.perf_counter()
   num_batches = math.ceil(data.info.num_examples[ev.split] / ev.batch_size)
   progbar = keras.utils.Progbar(num_batches, verbose=1 if show_progress else 0, unit_name="batch")
-  sums, count, code_means = {}, 0, None
+  sums, count, collected = {}, 0, {}
   for i, batch in enumerate(dataset):
-    labels = batch.get("label", tf.zeros([tf.shape(batch["image"])[0]], tf.int32))
-    terms, means = batch_terms(batch["image"], labels, seeding.as_seed([config.seed + 1, i]))
+    terms, arrays = batch_terms(batch, seeding.as_seed([config.seed + 1, i]))
     for name, value in terms.items():
       sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(tf.cast(value, tf.float64)))
+    for name, value in arrays.items():
+      collected.setdefault(name, []).append(value.numpy())
     count += int(batch["image"].shape[0])
-    if is_latent:
-      code_means = [m.numpy() for m in means] if code_means is None else [
-          np.concatenate([a, m.numpy()]) for a, m in zip(code_means, means)]
     progbar.update(i + 1)
   seconds = time.perf_counter() - start
 
@@ -161,26 +144,22 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
       "binarization": data.info.binarization,
       "split": ev.split,
       "num_examples": count,
-      "num_importance_samples": k if is_latent else None,
+      "num_importance_samples": model.log_prob_samples(k),
       "nll_nats": nll,
       "nll_bits_per_dim": nll / (num_pixels * math.log(2)),
   }
   results.update({name: value / count for name, value in sums.items()})
-  if is_latent:
-    variances = [np.var(m, axis=0) for m in code_means]
-    results["active_units"] = [int(np.sum(v > ACTIVE_UNIT_THRESHOLD)) for v in variances]
-    results["latent_units"] = [int(v.size) for v in variances]
-  if "active_dimensions" in results:
-    results["active_dimensions_per_image"] = results.pop("active_dimensions")
-  if is_latent and classify_codes and data.info.num_classes:
-    start = time.perf_counter()
+
+  def load_splits(names):
     splits = data_lib.load(config.data, config.eval.batch_size, config.eval.batch_size,
-                           seed=config.seed, splits=("train", "validation", ev.split),
-                           train_for_eval=True)
-    probe = probes.classify_codes(model, splits.train, splits.validation, splits.split(ev.split),
-                                  data.info.num_classes)
-    results.update(probe.as_dict())
-    results["code_classification_seconds"] = time.perf_counter() - start
+                           seed=config.seed, splits=tuple(names), train_for_eval=True)
+    return {name: splits.split(name) for name in names}
+
+  context = caps.EvaluationContext(data.info.num_classes, ev.split, load_splits, classify_codes)
+  start = time.perf_counter()
+  results = model.finish_evaluation(
+      results, {name: np.concatenate(parts) for name, parts in collected.items()}, context)
+  results["finish_seconds"] = time.perf_counter() - start
   results["seconds"] = seconds
   results["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   path = results_path(workdir, ev.split, k)

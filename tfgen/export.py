@@ -1,7 +1,10 @@
 """SavedModel export: signatures that sample, score, encode and decode with plain tensors.
 
 A SavedModel written here loads with `tf.saved_model.load` alone (tfgen need not be installed)
-and serves as it is from TensorFlow Serving, whose default signature is `sample`. Signatures:
+and serves as it is from TensorFlow Serving, whose default signature is `sample`. Its signatures
+are the ones the model declares (`model.signatures()`, tfgen/models/capabilities.py): each names
+its inputs by kind, and this module checks every input by its kind, works through a request in
+chunks and converts pixels, for any model alike. The families declare these:
 
   sample(num_samples: int32 [], seed: int32 [2])
       -> images: uint8 [N, H, W, C] drawn from the model (0/1 for binary data, 0..255 otherwise),
@@ -21,6 +24,8 @@ and serves as it is from TensorFlow Serving, whose default signature is `sample`
       classes (class-conditional models, whose log_prob takes `labels` too).
   inpaint(images, known: uint8 [B, H, W, C], seed) -> images: the pixels where `known` is not 0
       kept, the others drawn given the pixels before them (autoregressive models).
+  Normalizing flows: log_prob(images, num_importance_samples) with that many dequantizations,
+      encode(images) -> latents [B, H·W·C] (the bijection), decode(latents) -> images.
 
 Randomness is stateless: `sample` draws from its `seed` input, so one seed always gives the same
 images; `log_prob` and `encode` draw with a fixed seed, so they are deterministic too.
@@ -72,8 +77,8 @@ import tensorflow as tf
 
 from tfgen import errors
 from tfgen import evaluate
-from tfgen import models
 from tfgen import seeding
+from tfgen.models import capabilities as caps
 
 EXPORT_INFO_FILE = "tfgen_export.json"
 # Draws per chunk of the IWAE bound inside the SavedModel: bounds its memory for any k.
@@ -200,234 +205,188 @@ def _in_chunks(fn: Callable, total: tf.Tensor, chunk_size, outputs: Dict[str, Tu
   return {name: array.concat() for name, array in arrays.items()}
 
 
-class _Exported:
-  """The signature functions built around a model."""
+class _Served:
+  """One declared Signature served: its inputs checked by kind, its work done in chunks."""
 
-  def __init__(self, model, info, limits: Limits, batch_chunk_size: int,
-               latent_size: Optional[int] = None):
-    self.model = model
+  def __init__(self, name: str, signature: caps.Signature, info, limits: Limits,
+               batch_chunk_size: int):
+    self.name = name
+    self.signature = signature
     self._limits = limits
     self._chunk = batch_chunk_size
-    self._latent_size = latent_size
     self._image_shape = tuple(info.image_shape)
     self._max_value = 1 if info.binary else 255
-    self._num_pixels = int(math.prod(info.image_shape))
-    self._pixels = {"images": (tf.uint8, self._image_shape),
-                    "probabilities": (tf.float32, self._image_shape)}
+    kinds = [i.kind for i in signature.inputs]
+    # The items a request works through: its images, else latents, else a count, else labels.
+    self._items = next(k for k in (caps.IMAGES, caps.LATENTS, caps.NUM_SAMPLES, caps.LABELS, None)
+                       if k is None or k in kinds)
+    self._outputs = {key: (tf.uint8 if dtype == caps.PIXELS else dtype,
+                           self._image_shape if shape == caps.IMAGE else tuple(shape))
+                     for key, (dtype, shape) in signature.outputs.items()}
+
+  def input_signature(self):
+    dtypes = {caps.IMAGES: tf.uint8, caps.KNOWN: tf.uint8, caps.LATENTS: tf.float32}
+    # Any rank and size for every input, so that a wrong shape reaches the checks inside, which
+    # name the signature and the expected spec, rather than TensorFlow's own error.
+    return [tf.TensorSpec(None, dtypes.get(i.kind, tf.int32), name=i.kind)
+            for i in self.signature.inputs]
 
   # --- Input checks ----------------------------------------------------------------------------
 
-  def _batch_capped(self, signature: str, name: str, value: tf.Tensor, limit: int,
-                    limit_name: str, what: str) -> tf.Tensor:
+  def _batch_capped(self, name: str, value: tf.Tensor, limit: int, limit_name: str,
+                    what: str) -> tf.Tensor:
     """value, checked to hold at most `limit` rows."""
     return _gate(value, tf.shape(value)[0] <= limit, lambda: value[:0],
-                 f"{signature}: `{name}` may hold at most {limit} {what} per call ({limit_name}, "
+                 f"{self.name}: `{name}` may hold at most {limit} {what} per call ({limit_name}, "
                  f"set at export time); got", tf.shape(value)[0])
 
-  def _images_in(self, signature: str, images: tf.Tensor) -> tf.Tensor:
+  def _images_in(self, images: tf.Tensor) -> tf.Tensor:
     """Checks uint8 images [B, H, W, C] in range and returns them as float32 model inputs."""
     h, w, c = self._image_shape
     spec = f"uint8 [batch, {h}, {w}, {c}] with values 0..{self._max_value}"
     images = _gate(images, _shape_fits(images, (-1,) + self._image_shape),
                    lambda: tf.zeros([0, h, w, c], tf.uint8),
-                   f"{signature}: `images` must be {spec}; got shape", tf.shape(images),
+                   f"{self.name}: `images` must be {spec}; got shape", tf.shape(images),
                    shape=[None, h, w, c])
-    images = self._batch_capped(signature, "images", images, self._limits.max_batch_size,
+    images = self._batch_capped("images", images, self._limits.max_batch_size,
                                 "max_batch_size", "images")
     images = _gate(images, tf.reduce_all(images <= self._max_value), lambda: images[:0],
-                   f"{signature}: `images` must be {spec}; got a larger value",
+                   f"{self.name}: `images` must be {spec}; got a larger value",
                    tf.reduce_max(images))
-    scale = 1.0 if self._max_value == 1 else 255.0
-    return tf.cast(images, tf.float32) / scale
+    return tf.cast(images, tf.float32) / float(self._max_value)
 
-  def _images_out(self, values: tf.Tensor) -> tf.Tensor:
-    scale = 1.0 if self._max_value == 1 else 255.0
+  def _pixels_out(self, values: tf.Tensor) -> tf.Tensor:
+    scale = float(self._max_value)
     return tf.cast(tf.round(tf.clip_by_value(values, 0.0, 1.0) * scale), tf.uint8)
 
-  def _count_in(self, signature: str, name: str, value: tf.Tensor, limit: int,
-                limit_name: str) -> tf.Tensor:
+  def _known_in(self, known: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    # Sizes, not tf.shape(known)[0]: a check must not fail itself on a scalar `known`.
+    same_shape = tf.logical_and(_shape_fits(known, (-1,) + self._image_shape),
+                                tf.equal(tf.size(known), tf.size(x)))
+    return _gate(known, same_shape, lambda: tf.zeros(tf.shape(x), tf.uint8),
+                 f"{self.name}: `known` must be uint8 of the shape of `images`; got shape",
+                 tf.shape(known), "for images of shape", tf.shape(x), shape=x.shape)
+
+  def _latents_in(self, latents: tf.Tensor, size: int) -> tf.Tensor:
+    latents = _gate(latents, _shape_fits(latents, (-1, size)), lambda: tf.zeros([0, size]),
+                    f"{self.name}: `latents` must be float32 [batch, {size}]; got shape",
+                    tf.shape(latents), shape=[None, size])
+    latents = self._batch_capped("latents", latents, self._limits.max_batch_size,
+                                 "max_batch_size", "latents")
+    # A NaN would decode to NaN probabilities and arbitrary images, silently.
+    finite = tf.math.is_finite(latents)
+    return _gate(latents, tf.reduce_all(finite), lambda: latents[:0],
+                 f"{self.name}: `latents` must be finite; got NaN or infinite values:",
+                 tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int32)))
+
+  def _count_in(self, name: str, value: tf.Tensor, limit: int, limit_name: str) -> tf.Tensor:
     """Checks an int32 scalar 1..limit."""
-    message = f"{signature}: `{name}` must be an int32 scalar >= 1"
+    message = f"{self.name}: `{name}` must be an int32 scalar >= 1"
     one = lambda: tf.constant(1)
     value = _gate(value, tf.equal(tf.rank(value), 0), one, f"{message}; got shape",
                   tf.shape(value), shape=[])
     value = _gate(value, value >= 1, one, f"{message}; got", value)
-    return _gate(value, value <= limit, one, f"{signature}: `{name}` must be at most {limit} "
+    return _gate(value, value <= limit, one, f"{self.name}: `{name}` must be at most {limit} "
                  f"({limit_name}, set at export time); got", value)
 
-  def _labels_in(self, signature: str, labels: tf.Tensor, num: Optional[tf.Tensor] = None,
+  def _labels_in(self, labels: tf.Tensor, classes: int, num: Optional[tf.Tensor] = None,
                  per: str = "") -> tf.Tensor:
     """Checks int32 labels [num], one per `per`, of known classes (num None: up to max_samples)."""
-    classes = self.model.num_classes
     spec = f"int32 [batch] with values 0..{classes - 1}"
     if num is None:
       labels = _gate(labels, _shape_fits(labels, (-1,)), lambda: tf.zeros([0], tf.int32),
-                     f"{signature}: `labels` must be {spec}; got shape", tf.shape(labels),
+                     f"{self.name}: `labels` must be {spec}; got shape", tf.shape(labels),
                      shape=[None])
-      labels = self._batch_capped(signature, "labels", labels, self._limits.max_samples,
-                                  "max_samples", "labels")
+      labels = self._batch_capped("labels", labels, self._limits.max_samples, "max_samples",
+                                  "labels")
     else:
       ok = tf.logical_and(_shape_fits(labels, (-1,)), tf.equal(tf.size(labels), num))
       labels = _gate(labels, ok, lambda: tf.zeros([num], tf.int32),
-                     f"{signature}: `labels` must be {spec}, one per {per}; got shape",
+                     f"{self.name}: `labels` must be {spec}, one per {per}; got shape",
                      tf.shape(labels), f"for {per}s:", num, shape=[None])
     return _gate(labels, tf.reduce_all((labels >= 0) & (labels < classes)),
                  lambda: tf.zeros_like(labels),
-                 f"{signature}: `labels` must be {spec}; got a value out of range",
+                 f"{self.name}: `labels` must be {spec}; got a value out of range",
                  tf.reduce_min(labels), tf.reduce_max(labels))
 
-  # --- Signatures ------------------------------------------------------------------------------
+  def _checked(self, values: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Every input checked by its kind: batches first, as labels and masks are counted by them."""
+    sig, checked = self.signature, {}
+    if caps.IMAGES in values:
+      checked[caps.IMAGES] = self._images_in(values[caps.IMAGES])
+    if caps.LATENTS in values:
+      checked[caps.LATENTS] = self._latents_in(values[caps.LATENTS],
+                                               sig.input(caps.LATENTS).size)
+    if caps.KNOWN in values:
+      checked[caps.KNOWN] = self._known_in(values[caps.KNOWN], checked[caps.IMAGES])
+    if caps.LABELS in values:
+      rows = next((k for k in (caps.IMAGES, caps.LATENTS) if k in checked), None)
+      checked[caps.LABELS] = self._labels_in(
+          values[caps.LABELS], sig.input(caps.LABELS).size,
+          None if rows is None else tf.shape(checked[rows])[0],
+          {caps.IMAGES: "image", caps.LATENTS: "latent"}.get(rows, ""))
+    if caps.NUM_SAMPLES in values:
+      checked[caps.NUM_SAMPLES] = self._count_in(
+          caps.NUM_SAMPLES, values[caps.NUM_SAMPLES], self._limits.max_samples, "max_samples")
+    if caps.NUM_IMPORTANCE_SAMPLES in values:
+      checked[caps.NUM_IMPORTANCE_SAMPLES] = self._count_in(
+          caps.NUM_IMPORTANCE_SAMPLES, values[caps.NUM_IMPORTANCE_SAMPLES],
+          self._limits.max_importance_samples, "max_importance_samples")
+    if caps.SEED in values:
+      checked[caps.SEED] = _seed_in(self.name, values[caps.SEED])
+    return checked
 
-  def _draw(self, num, seed, **kwargs) -> Dict[str, tf.Tensor]:
-    """`num` samples (a chunk): images uint8 [num, H, W, C] and the means of the same draw."""
-    draws = self.model.sample(num, seed=seed, **kwargs)
-    means = self.model.sample(num, seed=seed, mean=True, **kwargs)
-    return {"images": self._images_out(draws), "probabilities": means}
+  # --- The call --------------------------------------------------------------------------------
 
-  def sample(self, num_samples, seed):
-    num = self._count_in("sample", "num_samples", num_samples, self._limits.max_samples,
-                         "max_samples")
-    seed = _seed_in("sample", seed)
-    return _in_chunks(lambda begin, end, i: self._draw(end - begin, _chunk_seed(seed, i)),
-                      num, self._chunk, self._pixels)
-
-  def _scores(self, log_prob):
-    return {"log_prob": log_prob,
-            "bits_per_dim": -log_prob / (self._num_pixels * math.log(2.0))}
-
-  def _log_prob_in_chunks(self, x, images_per_step, **kwargs):
-    """Scores of images x [B, H, W, C], images_per_step at a time, each step with the fixed seed.
-
-    kwargs go to model.log_prob; `labels` [B] among them are sliced with the images.
-    """
-    labels = kwargs.pop("labels", None)
-
-    def chunk(begin, end, _):
-      extra = dict(kwargs) if labels is None else dict(kwargs, labels=labels[begin:end])
-      return {"log_prob": self.model.log_prob(x[begin:end], seed=seeding.as_seed(FIXED_SEED),
-                                              **extra)}
-
-    scores = _in_chunks(chunk, tf.shape(x)[0], images_per_step, {"log_prob": (tf.float32, [])})
-    return self._scores(scores["log_prob"])
-
-  def log_prob_exact(self, images):
-    return self._log_prob_in_chunks(self._images_in("log_prob", images), self._chunk)
-
-  def log_prob_conditional(self, images, labels):
-    x = self._images_in("log_prob", images)
-    labels = self._labels_in("log_prob", labels, tf.shape(x)[0], "image")
-    return self._log_prob_in_chunks(x, self._chunk, labels=labels)
-
-  def sample_conditional(self, num_samples, seed):
-    """Draws labels uniformly, then images of those classes."""
-    num = self._count_in("sample", "num_samples", num_samples, self._limits.max_samples,
-                         "max_samples")
-    seed = _seed_in("sample", seed)
-    labels = tf.random.stateless_uniform([num], seed=seeding.fold_in(seed, 1),
-                                         maxval=self.model.num_classes, dtype=tf.int32)
-    return self._sample_labels(labels, seed)
-
-  def sample_labels(self, labels, seed):
-    labels = self._labels_in("sample_labels", labels)
-    return self._sample_labels(labels, _seed_in("sample_labels", seed))
-
-  def _sample_labels(self, labels, seed):
-    out = _in_chunks(lambda begin, end, i: self._draw(end - begin, _chunk_seed(seed, i),
-                                                      labels=labels[begin:end]),
-                     tf.size(labels), self._chunk, self._pixels)
-    return dict(out, labels=labels)
-
-  def inpaint(self, images, known, seed):
-    """Keeps the pixels where `known` is not 0, draws the others given the pixels before them."""
-    x = self._images_in("inpaint", images)
-    # Sizes, not tf.shape(known)[0]: a check must not fail itself on a scalar `known`.
-    same_shape = tf.logical_and(_shape_fits(known, (-1,) + self._image_shape),
-                                tf.equal(tf.size(known), tf.size(x)))
-    known = _gate(known, same_shape, lambda: tf.zeros(tf.shape(x), tf.uint8),
-                  "inpaint: `known` must be uint8 of the shape of `images`; got shape",
-                  tf.shape(known), "for images of shape", tf.shape(x), shape=x.shape)
-    keep = tf.cast(known, tf.bool)
-    seed = _seed_in("inpaint", seed)
-    conditioned_on = tf.where(keep, x, -1.0)
+  def __call__(self, *args):
+    values = self._checked(dict(zip([i.kind for i in self.signature.inputs], args)))
+    if self._items == caps.NUM_SAMPLES:
+      total = values[caps.NUM_SAMPLES]
+    elif self._items is not None:
+      total = tf.shape(values[self._items])[0]
+    else:
+      total = tf.constant(1)
+    scalars = {k: v for k, v in values.items()
+               if k in (caps.NUM_SAMPLES, caps.NUM_IMPORTANCE_SAMPLES)}
+    chunk_size = self._chunk
+    if self.signature.draws_per_item is not None:
+      # Fewer items per step as each costs more: a step's work stays within MAX_DRAWS_PER_STEP.
+      draws = self.signature.draws_per_item(**{k: v for k, v in scalars.items()
+                                               if k != caps.NUM_SAMPLES})
+      chunk_size = tf.clip_by_value(MAX_DRAWS_PER_STEP // draws, 1, self._chunk)
 
     def chunk(begin, end, i):
-      draws = self.model.sample(end - begin, seed=_chunk_seed(seed, i),
-                                conditioned_on=conditioned_on[begin:end])
-      return {"images": self._images_out(draws)}
+      inputs = {}
+      for kind, value in values.items():
+        if kind in caps.BATCHED:
+          inputs[kind] = value[begin:end]
+        elif kind == caps.NUM_SAMPLES:
+          inputs[kind] = end - begin
+        elif kind != caps.SEED:
+          inputs[kind] = value
+      inputs["seed"] = (_chunk_seed(values[caps.SEED], i) if caps.SEED in values
+                        else seeding.as_seed(FIXED_SEED))
+      out = self.signature.fn(**inputs)
+      return {key: self._pixels_out(out[key]) if self.signature.outputs[key][0] == caps.PIXELS
+              else tf.cast(out[key], self._outputs[key][0]) for key in self._outputs}
 
-    return _in_chunks(chunk, tf.shape(x)[0], self._chunk, {"images": self._pixels["images"]})
+    return _in_chunks(chunk, total, chunk_size, self._outputs)
 
-  def log_prob_bound(self, images, num_importance_samples):
-    x = self._images_in("log_prob", images)
-    k = self._count_in("log_prob", "num_importance_samples", num_importance_samples,
-                       self._limits.max_importance_samples, "max_importance_samples")
-    # Images per step: as many as keep a step's draws within MAX_DRAWS_PER_STEP. The
-    # semi-supervised VAE sums over classes, scoring each image once per class.
-    classes = self.model.num_classes if self.model.infers_labels else 1
-    per_step = tf.clip_by_value(MAX_DRAWS_PER_STEP // (tf.minimum(k, CHUNK_SIZE) * classes),
-                                1, self._chunk)
-    return self._log_prob_in_chunks(x, per_step, num_importance_samples=k,
-                                    chunk_size=CHUNK_SIZE)
 
-  def encode(self, images):
-    x = self._images_in("encode", images)
-    code = (tf.float32, [self._latent_size])
-    outputs = {"loc": code, "scale": code, "latents": code}
-    if self.model.infers_labels:
-      outputs["labels"] = (tf.int32, [])
+def _named(served: _Served, name: str) -> Callable:
+  """served as a function called `name`: TensorFlow names the graph after it, so errors that
+  TensorFlow raises itself (a wrong dtype) still name the signature."""
 
-    def chunk(begin, end, _):
-      q = self.model.encode(x[begin:end])
-      out = {"loc": q.mean(), "scale": q.stddev(), "latents": q.sample(
-          seed=seeding.as_seed(FIXED_SEED))}
-      if self.model.infers_labels:
-        # q(z | x, y) is taken at the classifier's most likely class, returned with the code.
-        out["labels"] = tf.argmax(self.model.classify(x[begin:end]).logits, -1,
-                                  output_type=tf.int32)
-      return out
+  def fn(*args):
+    return served(*args)
 
-    return _in_chunks(chunk, tf.shape(x)[0], self._chunk, outputs)
-
-  def decode(self, latents, labels=None):
-    size = self._latent_size
-    latents = _gate(latents, _shape_fits(latents, (-1, size)), lambda: tf.zeros([0, size]),
-                    f"decode: `latents` must be float32 [batch, {size}]; got shape",
-                    tf.shape(latents), shape=[None, size])
-    latents = self._batch_capped("decode", "latents", latents, self._limits.max_batch_size,
-                                 "max_batch_size", "latents")
-    # A NaN would decode to NaN probabilities and arbitrary images, silently.
-    finite = tf.math.is_finite(latents)
-    latents = _gate(latents, tf.reduce_all(finite), lambda: latents[:0],
-                    "decode: `latents` must be finite; got NaN or infinite values:",
-                    tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int32)))
-    if labels is not None:
-      labels = self._labels_in("decode", labels, tf.shape(latents)[0], "latent")
-
-    def chunk(begin, end, _):
-      if labels is None:
-        p = self.model.decode(latents[begin:end])
-      else:
-        p = self.model.decode(latents[begin:end], labels=labels[begin:end])
-      return {"images": self._images_out(tf.cast(p.mode(), tf.float32)), "probabilities": p.mean()}
-
-    return _in_chunks(chunk, tf.shape(latents)[0], self._chunk, self._pixels)
-
-  def classify(self, images):
-    x = self._images_in("classify", images)
-
-    def chunk(begin, end, _):
-      logits = self.model.classify(x[begin:end]).logits
-      return {"labels": tf.argmax(logits, -1, output_type=tf.int32),
-              "probabilities": tf.nn.softmax(logits)}
-
-    return _in_chunks(chunk, tf.shape(x)[0], self._chunk,
-                      {"labels": (tf.int32, []),
-                       "probabilities": (tf.float32, [self.model.num_classes])})
+  fn.__name__ = fn.__qualname__ = name
+  return fn
 
 
 def build_archive(model, info, limits: Optional[Limits] = None,
                   batch_chunk_size: int = BATCH_CHUNK_SIZE) -> keras.export.ExportArchive:
-  """A Keras ExportArchive of `model` (a tfgen model) with the signatures this module lists.
+  """A Keras ExportArchive of `model` serving every signature the model declares.
 
   Args:
     model: a built tfgen model.
@@ -443,43 +402,16 @@ def build_archive(model, info, limits: Optional[Limits] = None,
       not 1 <= batch_chunk_size <= _INT32_MAX):
     raise errors.ConfigError(f"batch_chunk_size must be a whole number >= 1; got "
                              f"{batch_chunk_size!r}")
-  latent_size = None
-  if isinstance(model, models.LatentVariableModel):
-    latent_size = int(model.encode(tf.zeros((1,) + tuple(info.image_shape))).event_shape[-1])
-  module = _Exported(model, info, limits, batch_chunk_size, latent_size)
+  model.importance_chunk_size = CHUNK_SIZE
   archive = keras.export.ExportArchive()
   archive.track(model)
-  # Any rank and size for every input, so that a wrong shape reaches the checks inside, which
-  # name the signature and the expected spec, rather than TensorFlow's own error.
-  spec = lambda dtype, name: tf.TensorSpec(None, dtype, name=name)
-  images = spec(tf.uint8, "images")
-  seed = spec(tf.int32, "seed")
-  sample_spec = [spec(tf.int32, "num_samples"), seed]
-  sample = module.sample_conditional if model.class_conditional else module.sample
-  archive.add_endpoint("sample", sample, input_signature=sample_spec)
-  # TensorFlow Serving calls this one when a request names no signature.
-  archive.add_endpoint("serving_default", sample, input_signature=sample_spec)
-  labels = spec(tf.int32, "labels")
-  if model.class_conditional:
-    archive.add_endpoint("sample_labels", module.sample_labels, input_signature=[labels, seed])
-  if isinstance(model, models.LatentVariableModel):
-    archive.add_endpoint("log_prob", module.log_prob_bound,
-                         input_signature=[images, spec(tf.int32, "num_importance_samples")])
-    archive.add_endpoint("encode", module.encode, input_signature=[images])
-    latents = spec(tf.float32, "latents")
-    if model.class_conditional:
-      archive.add_endpoint("decode", module.decode, input_signature=[latents, labels])
-    else:
-      archive.add_endpoint("decode", module.decode, input_signature=[latents])
-  elif model.class_conditional:
-    archive.add_endpoint("log_prob", module.log_prob_conditional, input_signature=[images, labels])
-  else:
-    archive.add_endpoint("log_prob", module.log_prob_exact, input_signature=[images])
-  if model.infers_labels:
-    archive.add_endpoint("classify", module.classify, input_signature=[images])
-  if isinstance(model, models.AutoregressiveModel):
-    archive.add_endpoint("inpaint", module.inpaint,
-                         input_signature=[images, spec(tf.uint8, "known"), seed])
+  for name, signature in model.signatures().items():
+    served = _Served(name, signature, info, limits, batch_chunk_size)
+    fn = _named(served, name)
+    archive.add_endpoint(name, fn, input_signature=served.input_signature())
+    if name == "sample":
+      # TensorFlow Serving calls this one when a request names no signature.
+      archive.add_endpoint("serving_default", fn, input_signature=served.input_signature())
   return archive
 
 

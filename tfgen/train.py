@@ -34,7 +34,6 @@ from tfgen import workdir as workdir_lib
 
 SAMPLES_PNG = "samples.png"
 RECONSTRUCTIONS_PNG = "reconstructions.png"
-NUM_GRID_IMAGES = 64
 
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
@@ -122,11 +121,15 @@ class Trainer:
     strategy: the tf.distribute strategy the variables live under.
     global_batch_size: examples per step summed over replicas.
     seed: base of the per-step stateless seeds.
+    steps_per_epoch: train steps per epoch, which turn steps into the epochs the model's
+      schedules are given in.
   """
 
-  def __init__(self, model, optimizer, strategy, global_batch_size: int, seed: int):
+  def __init__(self, model, optimizer, strategy, global_batch_size: int, seed: int,
+               steps_per_epoch: int = 1):
     self.model, self.optimizer, self.strategy = model, optimizer, strategy
     self.global_batch_size = global_batch_size
+    self.steps_per_epoch = float(max(steps_per_epoch, 1))
     self.base_seed = seeding.as_seed(seed)
     self._train_steps = tf.function(self._train_steps_fn)
     self._eval_step = tf.function(self._eval_step_fn)
@@ -150,7 +153,7 @@ class Trainer:
   def _one_step(self, iterator):
     """One train step on every replica; returns (global mean metrics, step number)."""
     step = tf.cast(self.optimizer.iterations, tf.int64)
-    self.model.update_schedules(step)
+    self.model.update_schedules(tf.cast(step, tf.float32) / self.steps_per_epoch)
     step_seed = seeding.fold_in(self.base_seed, step)
     per_replica = self.strategy.run(self._replica_step, args=(next(iterator), step_seed))
     metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -178,17 +181,14 @@ class Trainer:
     metrics, bad_step = self._train_steps(iterator, tf.constant(num_steps, tf.int64))
     return {k: float(v) for k, v in metrics.items()}, int(bad_step)
 
-  def _eval_step_fn(self, images, labels, seed):
-    # Class-conditional models score log p(x | y); those that classify also report their error.
-    extra = {"labels": labels} if labels is not None else {}
-    return self.model.bounds(images, seed, **extra)
+  def _eval_step_fn(self, batch, seed):
+    return self.model.bounds(batch, seed)
 
   def evaluate_bounds(self, dataset: tf.data.Dataset, seed: int) -> Dict[str, float]:
     """Means of the model's per-example bounds over a dataset."""
     sums, count = {}, 0
     for i, batch in enumerate(dataset):
-      labels = batch.get("label") if self.model.class_conditional else None
-      values = self._eval_step(batch["image"], labels, seeding.as_seed([seed, i]))
+      values = self._eval_step(batch, seeding.as_seed([seed, i]))
       for k, v in values.items():
         sums[k] = sums.get(k, 0.0) + float(tf.reduce_sum(v))
       count += int(tf.shape(batch["image"])[0])
@@ -197,18 +197,13 @@ class Trainer:
 
 def write_image_grids(model, images, workdir: str, seed: int, step: int,
                       writer: Optional[tf.summary.SummaryWriter] = None) -> None:
-  """Writes samples (pixel means) and, for latent-variable models, reconstructions as PNGs."""
-  samples = model.sample(NUM_GRID_IMAGES, seed=seeding.as_seed([seed, 1]), mean=True).numpy()
-  pictures = {SAMPLES_PNG: viz.image_grid(samples, 8)}
-  if isinstance(model, models.LatentVariableModel):
-    originals = images[:32]
-    reconstructions = model.reconstruct(originals, seed=seeding.as_seed([seed, 2])).numpy()
-    pictures[RECONSTRUCTIONS_PNG] = viz.reconstruction_pairs(originals, reconstructions)
-  for name, picture in pictures.items():
-    viz.write_png(os.path.join(workdir, name), picture)
+  """Writes the pictures the model declares (`training_pictures`: samples, reconstructions, ...)
+  as NAME.png and TensorBoard images."""
+  for name, picture in model.training_pictures(images, seed).items():
+    viz.write_png(os.path.join(workdir, f"{name}.png"), picture)
     if writer is not None:
       with writer.as_default():
-        tf.summary.image(name[:-4], picture[None], step=step)
+        tf.summary.image(name, picture[None], step=step)
 
 
 def _first_images(dataset: tf.data.Dataset, num: int) -> np.ndarray:
@@ -321,7 +316,8 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
     _save(manager, 0, chief)
     restored = True
 
-  trainer = Trainer(model, optimizer, strategy, train_cfg.batch_size, config.seed)
+  trainer = Trainer(model, optimizer, strategy, train_cfg.batch_size, config.seed,
+                    data.steps_per_epoch)
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
             if chief else tf.summary.create_noop_writer())
   grid_images = _first_images(data.validation, 32)

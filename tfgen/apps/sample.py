@@ -26,12 +26,13 @@ _INPAINT = flags.DEFINE_bool("inpaint", False, "Autoregressive models: complete 
                              "of test images (rows of originals and completions).")
 _LABEL = flags.DEFINE_integer("label", -1, "Class-conditional models: the class to draw "
                               "(-1: every class in turn).")
-_MODE = flags.DEFINE_enum("mode", "samples", ["samples", "analogies", "traversal", "conditional"],
-                          "samples: draw from the model. analogies (class-conditional latent "
-                          "models): each test image's style z decoded with every class; --num "
-                          "test images. traversal (latent models): sweep the most used latent "
-                          "dimensions of test images. conditional (latent models): keep the "
-                          "dimensions a test image uses and redraw their values.")
+_MODE = flags.DEFINE_string("mode", "samples", "A picture the run's model offers: samples (every "
+                            "model); traversal (latent models: sweep the most used latent "
+                            "dimensions of test images); inpaint (autoregressive models, as "
+                            "--inpaint); conditional (VSC: keep the dimensions a test image uses "
+                            "and redraw their values); analogies (the semi-supervised VAE: each "
+                            "test image's style decoded with every class); and whatever else the "
+                            "model declares (an unknown mode lists them).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 4, "traversal/conditional: test images to "
                                    "encode.", lower_bound=1)
 _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "

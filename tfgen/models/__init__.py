@@ -11,6 +11,7 @@ from tfgen.models import vae
 from tfgen.models import vsc
 from tfgen.models.autoregressive import AutoregressiveModel
 from tfgen.models.base import GenerativeModel, LatentVariableModel
-from tfgen.models.registry import MODELS, build
+from tfgen.models.registry import MODELS, build, model_config
 
-__all__ = ["AutoregressiveModel", "GenerativeModel", "LatentVariableModel", "MODELS", "build"]
+__all__ = ["AutoregressiveModel", "GenerativeModel", "LatentVariableModel", "MODELS", "build",
+           "model_config"]

@@ -10,13 +10,16 @@ with a negative value are drawn, each given every pixel before it in the orderin
 """
 
 import abc
-import math
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfgen import errors
+from tfgen import seeding
+from tfgen import viz
 from tfgen.models import base
+from tfgen.models import capabilities as caps
 
 tfd = tfp.distributions
 
@@ -56,33 +59,34 @@ class AutoregressiveModel(base.GenerativeModel):
     """Pixel values as the distribution sees them: {0, 1}, or intensities 0..255."""
     return x if self.num_levels == 2 else tf.round(x * 255.0)
 
-  def _logits_given(self, x, labels, training=False):
-    """Logits, passing labels on only to class-conditional models."""
-    if labels is None:
-      return self.logits(x, training=training)
-    return self.logits(x, training=training, labels=labels)
+  @classmethod
+  def data_kwargs(cls, info):
+    return {"num_levels": info.num_levels}
 
-  def log_prob(self, x, seed=None, num_importance_samples=None, chunk_size=None, labels=None):
-    """Exact log p(x) (log p(x | y) given labels) in nats, [B]; nothing is drawn."""
-    del seed, num_importance_samples, chunk_size
-    x = self.check_images(x)
-    return self.distribution(self._logits_given(x, labels)).log_prob(self.targets(x))
+  DATA_FIELDS = ("num_levels",)
+  # Classes of a class-conditional model, which reads batch["label"]; None: unconditional.
+  num_classes = None
+
+  def _logits_of(self, batch, training=False):
+    """Logits given the batch's images, and their labels for class-conditional models."""
+    x = self.images(batch)
+    if self.num_classes is None:
+      return x, self.logits(x, training=training)
+    return x, self.logits(x, training=training, labels=batch["label"])
+
+  def log_prob(self, batch, seed=None, num_importance_samples=None):
+    """Exact log p(x) (log p(x | y) for class-conditional models) in nats, [B]; nothing is drawn."""
+    del seed, num_importance_samples
+    x, logits = self._logits_of(batch)
+    return self.distribution(logits).log_prob(self.targets(x))
 
   def loss(self, batch, seed, training=False):
-    x = self.check_images(batch["image"])
-    labels = batch.get("label") if self.class_conditional else None
-    log_prob = self.distribution(self._logits_given(x, labels, training)).log_prob(
-        self.targets(x))
-    return -log_prob, {"log_prob": log_prob,
-                       "bits_per_dim": -log_prob / (self.event_size * math.log(2.0))}
+    x, logits = self._logits_of(batch, training)
+    log_prob = self.distribution(logits).log_prob(self.targets(x))
+    return -log_prob, {"log_prob": log_prob, "bits_per_dim": self.bits_per_dim(log_prob)}
 
-  def bounds(self, x, seed, labels=None):
-    return {"log_prob": self.log_prob(x, labels=labels)}
-
-  @property
-  def class_conditional(self) -> bool:
-    """Whether the model needs labels (conditional models override this)."""
-    return False
+  def bounds(self, batch, seed):
+    return {"log_prob": self.log_prob(batch)}
 
   def sample(self, num, seed, mean=False, conditioned_on=None, labels=None):
     """Draws images pixel by pixel, [num, H, W, C] in [0, 1].
@@ -94,9 +98,10 @@ class AutoregressiveModel(base.GenerativeModel):
         it, instead of the draw.
       conditioned_on: optional float [num, H, W, C]; pixels ≥ 0 are kept as they are, pixels
         < 0 (UNKNOWN) are filled in — inpainting.
-      labels: int32 [num], the classes of a class-conditional model.
+      labels: int32 [num], the classes of a class-conditional model (default: every class in
+        turn).
     """
-    if labels is not None and not self.class_conditional:
+    if labels is not None and self.num_classes is None:
       raise errors.ConfigError(f"{type(self).__name__} is not class-conditional")
     if conditioned_on is None:
       known = tf.zeros((num,) + self.image_shape, tf.bool)
@@ -105,9 +110,85 @@ class AutoregressiveModel(base.GenerativeModel):
       conditioned_on = self.check_images(conditioned_on)
       known = conditioned_on >= 0.0
       values = tf.where(known, conditioned_on, 0.0)
-    extra = {"labels": labels} if labels is not None else {}
+    extra = {}
+    if self.num_classes is not None:
+      extra["labels"] = (tf.range(tf.shape(values)[0]) % self.num_classes if labels is None
+                         else labels)
     draws, means = self._sample_loop(tf.shape(values)[0], seed, known, values, **extra)
     return means if mean else draws
+
+  # --- Declared capabilities -------------------------------------------------------------------
+
+  def signatures(self):
+    """sample, log_prob (exact) and inpaint; class-conditional models take labels in log_prob,
+    draw classes uniformly in sample and given ones in sample_labels."""
+    out = super().signatures()
+    images, seed = caps.Input(caps.IMAGES), caps.Input(caps.SEED)
+
+    def inpaint(images, known, seed):
+      # Pixels where `known` is 0 are drawn given the pixels before them.
+      conditioned_on = tf.where(tf.cast(known, tf.bool), images, UNKNOWN)
+      return {"images": self.sample(tf.shape(images)[0], seed, conditioned_on=conditioned_on)}
+
+    out["inpaint"] = caps.Signature(inpaint, (images, caps.Input(caps.KNOWN), seed),
+                                    {"images": (caps.PIXELS, caps.IMAGE)})
+    if self.num_classes is None:
+      return out
+    classes = caps.Input(caps.LABELS, self.num_classes)
+    with_labels = dict(out["sample"].outputs, labels=(tf.int32, ()))
+
+    def sample_labels(labels, seed):
+      return {"images": self.sample(tf.size(labels), seed, labels=labels),
+              "probabilities": self.sample(tf.size(labels), seed, mean=True, labels=labels),
+              "labels": labels}
+
+    def sample(num_samples, seed):
+      labels = tf.random.stateless_uniform([num_samples], seed=seeding.fold_in(seed, 1),
+                                           maxval=self.num_classes, dtype=tf.int32)
+      return sample_labels(labels, seed)
+
+    def log_prob(images, labels, seed):
+      return self.scores(self.log_prob({"image": images, "label": labels}, seed))
+
+    out["sample"] = caps.Signature(sample, out["sample"].inputs, with_labels)
+    out["sample_labels"] = caps.Signature(sample_labels, (classes, seed), with_labels)
+    out["log_prob"] = caps.Signature(log_prob, (images, classes), out["log_prob"].outputs)
+    return out
+
+  def sample_modes(self):
+    modes = super().sample_modes()
+    if self.num_classes is not None:
+      modes["samples"] = caps.SampleMode(
+          self._samples_picture, uses_label=True,
+          help="draw from the model: class --label, or every class in turn")
+    modes["inpaint"] = caps.SampleMode(
+        self._inpaint_picture, needs_test_data=True, uses_label=self.num_classes is not None,
+        help="keep the top half of --num test images and draw the bottom half")
+    return modes
+
+  def _class_labels(self, request):
+    if self.num_classes is None:
+      return {}
+    labels = (np.full([request.num], request.label) if request.label >= 0
+              else np.arange(request.num) % self.num_classes)
+    return {"labels": tf.constant(labels, tf.int32)}
+
+  def _samples_picture(self, request):
+    images = self.sample(request.num, seed=seeding.as_seed(request.seed), mean=request.mean,
+                         **self._class_labels(request))
+    return viz.image_grid(images.numpy(), request.num_columns)
+
+  def _inpaint_picture(self, request):
+    """Rows of originals and completions: the top half of each test image kept."""
+    originals = next(iter(request.test.unbatch().batch(request.num)))["image"]
+    rows = self.image_shape[0]
+    known = tf.range(rows)[None, :, None, None] < rows // 2
+    conditioned_on = tf.where(known, originals, UNKNOWN)
+    filled = self.sample(request.num, seed=seeding.as_seed(request.seed), mean=request.mean,
+                         conditioned_on=conditioned_on, **self._class_labels(request))
+    filled = tf.where(known, originals, filled)
+    return viz.reconstruction_pairs(originals.numpy(), filled.numpy(),
+                                    request.num_columns or 8)
 
   @abc.abstractmethod
   def _sample_loop(self, num, seed, known, values):

@@ -37,7 +37,6 @@ from tfgen import layers
 from tfgen.distributions import likelihoods
 from tfgen.models import base
 from tfgen.models import registry
-from tfgen.models import vae
 
 tfd = tfp.distributions
 
@@ -75,34 +74,29 @@ class ConvVAE(base.LatentVariableModel):
     channels: channels of the first convolution; each stride-2 step doubles them.
     hidden_size: width of the dense layer between the convolutions and z.
     likelihood: "bernoulli", "logistic" or "normal" (tfgen/distributions/likelihoods.py).
-    binary: whether the images are binary.
+    binary: whether the images are binary (from the data).
     learned_scale: continuous likelihoods: predict the scale per pixel (else `fixed_scale`).
     fixed_scale: the scale of a continuous likelihood when it is not learned.
-    num_importance_samples: k of the training objective.
-    objective: "elbo" or "iwae".
     min_scale: floor of q's standard deviation.
+    **kwargs: the latent-variable core's (objective, num_importance_samples, kl_warmup_epochs,
+      free_bits; see base.LatentVariableModel).
   """
+
+  DATA_FIELDS = ("binary",)
 
   def __init__(self, image_shape, latent_size: int = 32, channels: int = 32,
                hidden_size: int = 256, likelihood: str = "bernoulli", binary: bool = True,
-               learned_scale: bool = True, fixed_scale: float = 0.1,
-               num_importance_samples: int = 1, objective: str = "elbo",
-               min_scale: float = 1e-4, **kwargs):
+               learned_scale: bool = True, fixed_scale: float = 0.1, min_scale: float = 1e-4,
+               **kwargs):
     super().__init__(image_shape, **kwargs)
-    if objective not in vae.OBJECTIVES:
-      raise errors.ConfigError(f"unknown VAE objective {objective!r}; known: "
-                               f"{', '.join(vae.OBJECTIVES)}")
-    if min(latent_size, channels, hidden_size, num_importance_samples) < 1:
-      raise errors.ConfigError("latent_size, channels, hidden_size and num_importance_samples "
-                               "must be >= 1")
+    if min(latent_size, channels, hidden_size) < 1:
+      raise errors.ConfigError("latent_size, channels and hidden_size must be >= 1")
     height, width, depth = self.image_shape
     steps = downsampling_steps(height)
     if steps == 0 or downsampling_steps(width) != steps:
       raise errors.ConfigError(f"the convolutional VAE needs square-ish images whose sides halve "
                                f"alike down to at most {MIN_SIDE * 2 - 1}; got {self.image_shape}")
     self.latent_size = int(latent_size)
-    self.objective = objective
-    self.num_importance_samples = int(num_importance_samples)
     self.min_scale = min_scale
     self.pixels = likelihoods.build(likelihood, self.image_shape, binary, learned_scale,
                                     fixed_scale)
@@ -121,18 +115,13 @@ class ConvVAE(base.LatentVariableModel):
     self.decoder_out = deconv(self.pixels.num_params * depth)
 
   @classmethod
-  def from_config(cls, config, info):
-    return cls(info.image_shape, latent_size=config.latent_size, channels=config.channels,
-               hidden_size=config.hidden_size, likelihood=config.likelihood, binary=info.binary,
-               learned_scale=config.learned_scale, fixed_scale=config.fixed_scale,
-               num_importance_samples=config.num_importance_samples,
-               objective=config.objective)
+  def data_kwargs(cls, info):
+    return {"binary": info.binary}
 
   # --- Distributions ---------------------------------------------------------------------------
 
   def prior(self) -> tfd.Distribution:
-    return tfd.Independent(tfd.Normal(tf.zeros([self.latent_size]), tf.ones([self.latent_size])),
-                           1)
+    return base.standard_normal(self.latent_size)
 
   def encode(self, x, training=False) -> tfd.Distribution:
     h = self.check_images(x)
@@ -140,7 +129,7 @@ class ConvVAE(base.LatentVariableModel):
       if i == len(self.encoder_layers) - 1:
         h = tf.reshape(h, [tf.shape(h)[0], math.prod(h.shape[1:])])
       h = layer(h, training=training)
-    return vae._diagonal_normal(self.encoder_out(h), self.min_scale)  # pylint: disable=protected-access
+    return base.diagonal_normal(self.encoder_out(h), self.min_scale)
 
   def decode(self, z, training=False) -> tfd.Distribution:
     # Convolutions take one batch axis: k draws of a batch, [k, B, d], pass as [k·B, d].
@@ -155,7 +144,7 @@ class ConvVAE(base.LatentVariableModel):
     params = tf.reshape(params, tf.concat([batch_shape, tf.shape(params)[1:]], 0))
     return self.pixels.distribution(params)
 
-  # --- Bounds ----------------------------------------------------------------------------------
+  # --- Log-density terms -----------------------------------------------------------------------
 
   def _draw(self, q, num_samples, seed, shared: bool):
     """num_samples draws from q [B, d] as [num_samples, B, d].
@@ -168,41 +157,14 @@ class ConvVAE(base.LatentVariableModel):
     noise = tf.random.stateless_normal(tf.stack([num_samples, 1, self.latent_size]), seed=seed)
     return q.distribution.loc + q.distribution.scale * noise
 
-  def _terms_from(self, x, num_samples, seed, training, shared):
+  def latent_terms(self, batch, num_samples, seed, training=False):
+    """Training draws independently; evaluation shares its noise across the batch (`_draw`)."""
+    x = self.images(batch)
     q = self.encode(x, training=training)
-    z = self._draw(q, num_samples, seed, shared)
+    z = self._draw(q, num_samples, seed, shared=not training)
     log_px = self.decode(z, training=training).log_prob(x)
-    log_pz, log_qz = self.prior().log_prob(z), q.log_prob(z)
-    return log_px, log_pz, log_qz, q
-
-  def _terms(self, x, seed, training):
-    k = self.num_importance_samples
-    # Evaluation shares its noise across the batch (see `_draw`); training draws independently.
-    log_px, log_pz, log_qz, q = self._terms_from(x, k, seed, training, shared=not training)
-    log_w = log_px + log_pz - log_qz
-    distortion = -tf.reduce_mean(log_px, 0)
-    rate = tfd.kl_divergence(q, self.prior())
-    return {
-        "elbo": -distortion - rate,
-        "iwae_bound": tf.reduce_logsumexp(log_w, 0) - math.log(k),
-        "rate": rate,
-        "distortion": distortion,
-    }
-
-  def loss(self, batch, seed, training=False):
-    terms = self._terms(self.check_images(batch["image"]), seed, training)
-    objective = terms["elbo"] if self.objective == "elbo" else terms["iwae_bound"]
-    return -objective, terms
-
-  def bounds(self, x, seed):
-    """ELBO, IWAE bound (training k), rate and distortion per example [B], in nats."""
-    return self._terms(self.check_images(x), seed, training=False)
-
-  def log_weights(self, x, num_samples, seed) -> tf.Tensor:
-    """log p(x, z) − log q(z | x) for num_samples draws, [num_samples, B]; moving BN averages."""
-    log_px, log_pz, log_qz, _ = self._terms_from(self.check_images(x), num_samples, seed,
-                                                 training=False, shared=True)
-    return log_px + log_pz - log_qz
+    return base.LatentTerms(log_px, [self.prior().log_prob(z)], [q.log_prob(z)],
+                            kl=[tfd.kl_divergence(q, self.prior())])
 
   # --- Sampling and codes ----------------------------------------------------------------------
 
@@ -214,6 +176,3 @@ class ConvVAE(base.LatentVariableModel):
   def posterior_means(self, x, seed) -> List[tf.Tensor]:
     del seed
     return [self.encode(x).mean()]
-
-  def call(self, x, training=False):
-    return self.encode(x, training=training).mean()

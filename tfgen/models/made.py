@@ -63,20 +63,20 @@ class MADE(autoregressive.AutoregressiveModel):
     hidden_sizes: units per hidden layer (one layer of 8000 in the paper's best MNIST model).
     num_masks: connectivities trained (and available to the ensemble).
     num_eval_masks: masks averaged by log_prob (1: the first mask alone).
-    ordering_name: "natural" or "random".
+    ordering: "natural" or "random".
     num_levels: 2 or 256.
     seed: draws the ordering and the hidden degrees.
   """
 
   def __init__(self, image_shape, hidden_sizes=(500,), num_masks: int = 1,
-               num_eval_masks: int = 1, ordering_name: str = "natural", num_levels: int = 2,
+               num_eval_masks: int = 1, ordering: str = "natural", num_levels: int = 2,
                seed: int = 0, **kwargs):
     super().__init__(image_shape, num_levels, **kwargs)
     if not 1 <= num_eval_masks <= num_masks:
       raise errors.ConfigError(f"num_eval_masks must lie in [1, num_masks={num_masks}], "
                                f"got {num_eval_masks}")
     d, k = self.event_size, self.num_outputs
-    self.order = nade.ordering(ordering_name, d, seed)
+    self.order = nade.make_ordering(ordering, d, seed)
     self.num_masks, self.num_eval_masks = num_masks, num_eval_masks
     degrees_in = np.empty(d, np.int64)
     degrees_in[self.order] = np.arange(1, d + 1)
@@ -89,12 +89,6 @@ class MADE(autoregressive.AutoregressiveModel):
         self, "dense", [keras.layers.Dense(n) for n in sizes[1:]])
     for layer, fan_in in zip(self.dense, sizes[:-1]):
       layer.build((None, fan_in))
-
-  @classmethod
-  def from_config(cls, config, info):
-    return cls(info.image_shape, hidden_sizes=tuple(config.hidden_sizes),
-               num_masks=config.num_masks, num_eval_masks=config.num_eval_masks,
-               ordering_name=config.ordering, num_levels=info.num_levels, seed=config.seed)
 
   def _masked(self, layer: int, mask_index):
     return self.dense[layer].kernel * tf.gather(self.masks[layer], mask_index)
@@ -113,19 +107,18 @@ class MADE(autoregressive.AutoregressiveModel):
     return self._logits_with_mask(self.check_images(x), mask_index)
 
   def loss(self, batch, seed, training=False):
-    x = self.check_images(batch["image"])
+    x = self.images(batch)
     # One connectivity per step, drawn from the step's seed among the num_masks sets.
     mask_index = tf.random.stateless_uniform([], seed=seed, maxval=self.num_masks,
                                              dtype=tf.int32) if training else 0
     log_prob = self.distribution(self._logits_with_mask(x, mask_index)).log_prob(
         self.targets(x))
-    return -log_prob, {"log_prob": log_prob,
-                       "bits_per_dim": -log_prob / (self.event_size * math.log(2.0))}
+    return -log_prob, {"log_prob": log_prob, "bits_per_dim": self.bits_per_dim(log_prob)}
 
-  def log_prob(self, x, seed=None, num_importance_samples=None, chunk_size=None, labels=None):
+  def log_prob(self, batch, seed=None, num_importance_samples=None):
     """Exact log p(x) [B]; with num_eval_masks > 1, of the ensemble (1/M) Σ_m p_m(x)."""
-    del seed, num_importance_samples, chunk_size, labels
-    x = self.check_images(x)
+    del seed, num_importance_samples
+    x = self.images(batch)
     targets = self.targets(x)
     per_mask = tf.stack([self.distribution(self._logits_with_mask(x, m)).log_prob(targets)
                          for m in range(self.num_eval_masks)])

@@ -23,7 +23,7 @@ Bounds, with log wᵢ = log p(x, z⁽ⁱ⁾) − log q(z⁽ⁱ⁾ | x) for k dra
 
 Per-module KL terms `kl_0` (top) … `kl_{M−1}` sum to the `rate`. Upper modules tend to switch off
 early in training; two remedies are options: KL warm-up (the KL weight β rises linearly from 0 to 1
-over `kl_warmup_steps`, held in a non-trainable variable that `update_schedules` sets) and free
+over `kl_warmup_epochs`, held in a non-trainable variable that `update_schedules` sets) and free
 bits (a module whose batch-mean KL is below `free_bits` nats pays that constant instead, with no
 gradient pushing its KL lower; Kingma et al. 2016). The test NLL is −IWAE_K, K = 1000 … 5000,
 drawn in chunks so memory is bounded.
@@ -36,7 +36,6 @@ References:
   Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016.
 """
 
-import math
 from typing import List, Optional, Sequence
 
 import keras
@@ -46,7 +45,6 @@ import tensorflow_probability as tfp
 
 from tfgen import errors
 from tfgen import layers
-from tfgen import schedules
 from tfgen import seeding
 from tfgen.distributions import likelihoods
 from tfgen.layers import matnet as blocks
@@ -56,7 +54,7 @@ from tfgen.models import registry
 tfd = tfp.distributions
 
 ARCHITECTURES = ("fc", "conv")
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = base.OBJECTIVES
 
 
 def _normal(loc, scale, event_ndims: int) -> tfd.Distribution:
@@ -85,43 +83,35 @@ class MatNet(base.LatentVariableModel):
     conv_channels: conv: channels of every state.
     conv_latent_channels: conv: latent channels per position.
     activation: Keras activation of the residual blocks.
-    objective: "elbo" or "iwae" (the training objective).
-    num_importance_samples: k of the training objective and of `bounds`.
-    free_bits: nats per module below which a module's KL gets no gradient (0: off; ELBO only).
-    kl_warmup_steps: steps over which the KL weight rises from 0 to 1 (0: off).
-    likelihood: pixel likelihood name ("bernoulli", "logistic", "normal").
-    binary: whether the images are binary.
+    likelihood: pixel likelihood name ("bernoulli", "logistic", "normal"); empty: Bernoulli
+      for binary images, a discretized logistic for 8-bit intensities.
+    binary: whether the images are binary (from the data).
     learned_scale, fixed_scale: scale of a continuous likelihood.
     min_scale: floor of every latent standard deviation.
+    **kwargs: the latent-variable core's: objective ("elbo" or "iwae"), num_importance_samples
+      (k of the objective and of `bounds`), free_bits (nats per module below which a module's
+      KL gets no gradient; ELBO only) and kl_warmup_epochs (epochs over which the KL weight
+      rises from 0 to 1).
   """
+
+  DATA_FIELDS = ("binary",)
+  reports_layer_rates = True
 
   def __init__(self, image_shape, architecture: str = "fc", fc_modules: int = 4,
                fc_width: int = 256, fc_latent: int = 32, conv_modules: Sequence[int] = (2, 2),
                conv_channels: int = 64, conv_latent_channels: int = 4, activation: str = "elu",
-               objective: str = "elbo", num_importance_samples: int = 1, free_bits: float = 0.0,
-               kl_warmup_steps: int = 0, likelihood: str = "bernoulli", binary: bool = True,
+               likelihood: str = "", binary: bool = True,
                learned_scale: bool = True, fixed_scale: float = 0.1, min_scale: float = 1e-3,
                **kwargs):
     super().__init__(image_shape, **kwargs)
     if architecture not in ARCHITECTURES:
       raise errors.ConfigError(f"unknown MatNet architecture {architecture!r}; known: "
                                f"{', '.join(ARCHITECTURES)}")
-    if objective not in OBJECTIVES:
-      raise errors.ConfigError(f"unknown MatNet objective {objective!r}; known: "
-                               f"{', '.join(OBJECTIVES)}")
-    if num_importance_samples < 1:
-      raise errors.ConfigError(f"num_importance_samples must be >= 1, got {num_importance_samples}")
-    if free_bits < 0 or kl_warmup_steps < 0:
-      raise errors.ConfigError("config.model.free_bits and kl_warmup_steps must be >= 0, got "
-                               f"{free_bits} and {kl_warmup_steps}")
-    if free_bits > 0 and objective != "elbo":
+    if self.free_bits > 0 and self.objective != "elbo":
       raise errors.ConfigError("free bits apply to the ELBO objective; with objective 'iwae' use "
-                               "kl_warmup_steps instead")
+                               "kl_warmup_epochs instead")
     self.architecture = architecture
-    self.objective = objective
-    self.num_importance_samples = int(num_importance_samples)
-    self.free_bits = float(free_bits)
-    self.kl_warmup_steps = int(kl_warmup_steps)
+    likelihood = likelihood or ("bernoulli" if binary else "logistic")
     self.likelihood = likelihoods.build(likelihood, image_shape, binary, learned_scale,
                                         fixed_scale)
     try:
@@ -184,26 +174,10 @@ class MatNet(base.LatentVariableModel):
     self.top_state = self.add_weight(
         shape=self.state_shapes[0], name="top_state",
         initializer=keras.initializers.RandomNormal(stddev=0.1))
-    self.kl_weight = self.add_weight(
-        shape=(), name="kl_weight", trainable=False,
-        initializer="zeros" if self.kl_warmup_steps else "ones")
 
   @classmethod
-  def from_config(cls, config, info):
-    # Empty: Bernoulli pixels for binary data, a discretized logistic for 8-bit intensities.
-    likelihood = config.likelihood or ("bernoulli" if info.binary else "logistic")
-    return cls(info.image_shape, architecture=config.architecture, fc_modules=config.fc_modules,
-               fc_width=config.fc_width, fc_latent=config.fc_latent,
-               conv_modules=tuple(config.conv_modules), conv_channels=config.conv_channels,
-               conv_latent_channels=config.conv_latent_channels, activation=config.activation,
-               objective=config.objective, num_importance_samples=config.num_importance_samples,
-               free_bits=config.free_bits, kl_warmup_steps=config.kl_warmup_steps,
-               likelihood=likelihood, binary=info.binary, learned_scale=config.learned_scale,
-               fixed_scale=config.fixed_scale)
-
-  def update_schedules(self, step):
-    if self.kl_warmup_steps:
-      self.kl_weight.assign(schedules.linear_warmup(step, self.kl_warmup_steps))
+  def data_kwargs(cls, info):
+    return {"binary": info.binary}
 
   # --- The two passes ---------------------------------------------------------------------------
 
@@ -329,10 +303,13 @@ class MatNet(base.LatentVariableModel):
 
   # --- Bounds -----------------------------------------------------------------------------------
 
-  def _log_weight_terms(self, x, num, seed):
-    """log p(x | z), per-module log p(z_i | ·), log q(z_i | ·) and KL_i, each [num, B]."""
-    params, records = self._posterior_pass(x, num, seed)
-    leading = tf.stack([num, tf.shape(x)[0]])
+  def latent_terms(self, batch, num_samples, seed, training=False):
+    """Module i pairs log q(z_i | ·) with log p(z_i | h_i), its KL in closed form given the draws
+    above. (MatNets have no batch norm or dropout, so nothing depends on `training`.)"""
+    del training
+    x = self.images(batch)
+    params, records = self._posterior_pass(x, num_samples, seed)
+    leading = tf.stack([num_samples, tf.shape(x)[0]])
     log_px = self._pixels(params, leading).log_prob(x)
     nd = self._event_ndims()
     log_p, log_q, kls = [], [], []
@@ -342,50 +319,7 @@ class MatNet(base.LatentVariableModel):
       log_p.append(tf.reshape(p.log_prob(r["z"]), leading))
       log_q.append(tf.reshape(q.log_prob(r["z"]), leading))
       kls.append(tf.reshape(tfd.kl_divergence(q, p), leading))
-    return log_px, log_p, log_q, kls
-
-  def _terms(self, x, seed):
-    k = self.num_importance_samples
-    log_px, log_p, log_q, kls = self._log_weight_terms(x, k, seed)
-    log_w = log_px + tf.add_n(log_p) - tf.add_n(log_q)
-    terms = {"distortion": -tf.reduce_mean(log_px, axis=0)}
-    kl_means = [tf.reduce_mean(kl, axis=0) for kl in kls]
-    for i, kl in enumerate(kl_means):
-      terms[f"kl_{i}"] = kl
-    terms["rate"] = tf.add_n(kl_means)
-    terms["elbo"] = -terms["distortion"] - terms["rate"]
-    terms["iwae_bound"] = tf.reduce_logsumexp(log_w, axis=0) - math.log(k)
-    return terms, (log_px, log_p, log_q, kl_means)
-
-  def loss(self, batch, seed, training=False):
-    x = self.check_images(batch["image"])
-    del training
-    terms, (log_px, log_p, log_q, kl_means) = self._terms(x, seed)
-    beta = tf.convert_to_tensor(self.kl_weight)
-    if self.objective == "iwae":
-      k = self.num_importance_samples
-      log_w = log_px + beta * (tf.add_n(log_p) - tf.add_n(log_q))
-      loss = -(tf.reduce_logsumexp(log_w, axis=0) - math.log(k))
-    else:
-      penalties = []
-      for kl in kl_means:
-        if self.free_bits > 0:
-          # A module whose batch-mean KL is under the allowance pays the allowance, a constant.
-          kl = tf.where(tf.reduce_mean(kl) < self.free_bits,
-                        tf.fill(tf.shape(kl), self.free_bits), kl)
-        penalties.append(kl)
-      loss = terms["distortion"] + beta * tf.add_n(penalties)
-    terms["kl_weight"] = tf.fill(tf.shape(loss), beta)
-    return loss, terms
-
-  def bounds(self, x, seed):
-    """ELBO, IWAE bound (training k), rate, distortion and kl_i per module, each [B]."""
-    return self._terms(self.check_images(x), seed)[0]
-
-  def log_weights(self, x, num_samples, seed) -> tf.Tensor:
-    """log p(x, z) − log q(z | x) for num_samples draws z ~ q(z | x), [num_samples, B]."""
-    log_px, log_p, log_q, _ = self._log_weight_terms(self.check_images(x), num_samples, seed)
-    return log_px + tf.add_n(log_p) - tf.add_n(log_q)
+    return base.LatentTerms(log_px, log_p, log_q, kl=kls)
 
   # --- Sampling and codes -------------------------------------------------------------------------
 
@@ -415,6 +349,3 @@ class MatNet(base.LatentVariableModel):
     return [tf.reduce_mean(tf.reshape((r["q_loc"] - r["p_loc"]) / r["p_scale"],
                                       [num_samples, batch, -1]), axis=0)
             for r in records]
-
-  def call(self, x, training=False):
-    return self.encode(x, training=training).mean()

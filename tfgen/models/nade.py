@@ -29,7 +29,7 @@ from tfgen.models import autoregressive
 from tfgen.models import registry
 
 
-def ordering(name: str, size: int, seed: int = 0) -> np.ndarray:
+def make_ordering(name: str, size: int, seed: int = 0) -> np.ndarray:
   """A permutation of range(size): "natural" (raster order) or "random" (seeded)."""
   if name == "natural":
     return np.arange(size)
@@ -53,17 +53,17 @@ class NADE(autoregressive.AutoregressiveModel):
   Args:
     image_shape: (H, W, C).
     hidden_size: H, units per hidden layer (500 in the paper).
-    ordering_name: "natural" or "random".
+    ordering: "natural" or "random".
     num_levels: 2 (Bernoulli pixels) or 256 (categorical intensities).
     ordering_seed: seed of a random ordering.
   """
 
-  def __init__(self, image_shape, hidden_size: int = 500, ordering_name: str = "natural",
+  def __init__(self, image_shape, hidden_size: int = 500, ordering: str = "natural",
                num_levels: int = 2, ordering_seed: int = 0, **kwargs):
     super().__init__(image_shape, num_levels, **kwargs)
     d, h, k = self.event_size, hidden_size, self.num_outputs
     self.hidden_size = hidden_size
-    self.order = ordering(ordering_name, d, ordering_seed)
+    self.order = make_ordering(ordering, d, ordering_seed)
     self.inverse_order = np.argsort(self.order)
     self.block = _block_size(d)
     init = lambda shape: self.add_weight(shape=shape, initializer="glorot_uniform")
@@ -72,11 +72,6 @@ class NADE(autoregressive.AutoregressiveModel):
     self.output_weight = init((d, h, k))   # V
     self.output_bias = self.add_weight(shape=(d, k), initializer="zeros")  # b
     self.mask = tf.constant(np.tril(np.ones((self.block, self.block), np.float32), -1))
-
-  @classmethod
-  def from_config(cls, config, info):
-    return cls(info.image_shape, hidden_size=config.hidden_size, ordering_name=config.ordering,
-               num_levels=info.num_levels, ordering_seed=config.ordering_seed)
 
   def _inputs(self, x):
     """Images [B, H, W, C] to network inputs in the ordering, [B, D] in [0, 1]."""

@@ -62,8 +62,6 @@ class _RowCache:
 class _PixelModelBase(autoregressive.AutoregressiveModel):
   """Shared sampling loop of the two PixelCNNs, which differ in `_row_logits`."""
 
-  num_classes = None
-
   def _conditioning(self, labels):
     return None
 
@@ -96,12 +94,6 @@ class _PixelModelBase(autoregressive.AutoregressiveModel):
                                        (tf.constant(0), zeros, zeros, caches))
     return image, means
 
-  def sample(self, num, seed, mean=False, conditioned_on=None, labels=None):
-    """As the base class; a class-conditional model without labels draws every class in turn."""
-    if labels is None and self.class_conditional:
-      labels = tf.range(num) % self.num_classes
-    return super().sample(num, seed, mean=mean, conditioned_on=conditioned_on, labels=labels)
-
 
 @registry.MODELS.register("pixelcnn")
 class PixelCNN(_PixelModelBase):
@@ -111,16 +103,17 @@ class PixelCNN(_PixelModelBase):
     image_shape: (H, W, 1).
     num_blocks: residual blocks (15 at paper scale).
     channels: width of the residual stream (128 at paper scale); blocks narrow to half of it.
+    first_kernel_size: k of the first, k×k mask-A convolution (7 in the paper).
     num_levels: 2 or 256.
   """
 
   def __init__(self, image_shape, num_blocks: int = 15, channels: int = 128,
-               num_levels: int = 2, **kwargs):
+               first_kernel_size: int = 7, num_levels: int = 2, **kwargs):
     super().__init__(image_shape, num_levels, **kwargs)
     _check_single_channel(self.image_shape)
     half = channels // 2
     self.channels, self.half = channels, half
-    self.first = masked.MaskedConv2D(channels, 7, "A")
+    self.first = masked.MaskedConv2D(channels, first_kernel_size, "A")
     self.reduce = layers.track_list(self, "reduce", [keras.layers.Dense(half)
                                                      for _ in range(num_blocks)])
     self.spatial = layers.track_list(self, "spatial", [masked.MaskedConv2D(half, 3, "B")
@@ -129,11 +122,6 @@ class PixelCNN(_PixelModelBase):
                                                      for _ in range(num_blocks)])
     self.head = keras.layers.Dense(channels)
     self.out = keras.layers.Dense(self.num_outputs)
-
-  @classmethod
-  def from_config(cls, config, info):
-    return cls(info.image_shape, num_blocks=config.num_blocks, channels=config.channels,
-               num_levels=info.num_levels)
 
   def _logits_from(self, stream):
     logits = self.out(tf.nn.relu(self.head(tf.nn.relu(stream))))
@@ -182,17 +170,25 @@ class GatedPixelCNN(_PixelModelBase):
     image_shape: (H, W, 1).
     num_layers: gated layers (the first has mask A in its horizontal stack).
     channels: feature maps per stack.
-    kernel_size: k of the k×k vertical and 1×k horizontal convolutions (first layer: 7).
-    num_classes: classes of the label embedding, or None for an unconditional model.
+    kernel_size: k of the k×k vertical and 1×k horizontal convolutions of layers after the first.
+    first_kernel_size: k of the first layer's convolutions (7 in the paper).
+    class_conditional: condition every gate on the image's class (read from batch["label"]).
+    num_classes: classes of the data (from the data); used when class_conditional.
     num_levels: 2 or 256.
   """
 
+  DATA_FIELDS = ("num_levels", "num_classes")
+
   def __init__(self, image_shape, num_layers: int = 15, channels: int = 128,
-               kernel_size: int = 3, num_classes=None, num_levels: int = 2, **kwargs):
+               kernel_size: int = 3, first_kernel_size: int = 7, class_conditional: bool = False,
+               num_classes=None, num_levels: int = 2, **kwargs):
     super().__init__(image_shape, num_levels, **kwargs)
     _check_single_channel(self.image_shape)
-    self.channels, self.num_classes = channels, num_classes
-    sizes = [7] + [kernel_size] * (num_layers - 1)
+    if class_conditional and not num_classes:
+      raise errors.ConfigError("class_conditional needs labels; the data set has none")
+    self.channels = channels
+    self.num_classes = int(num_classes) if class_conditional else None
+    sizes = [first_kernel_size] + [kernel_size] * (num_layers - 1)
     self.vertical = layers.track_list(self, "vertical", [
         masked.MaskedConv2D(2 * channels, k, "V") for k in sizes])
     self.horizontal = layers.track_list(self, "horizontal", [
@@ -207,17 +203,8 @@ class GatedPixelCNN(_PixelModelBase):
     self.out = keras.layers.Dense(self.num_outputs)
 
   @classmethod
-  def from_config(cls, config, info):
-    num_classes = info.num_classes if config.class_conditional else None
-    if config.class_conditional and not num_classes:
-      raise errors.ConfigError(f"class_conditional needs labels; data set {info.name!r} has none")
-    return cls(info.image_shape, num_layers=config.num_layers, channels=config.channels,
-               kernel_size=config.kernel_size, num_classes=num_classes,
-               num_levels=info.num_levels)
-
-  @property
-  def class_conditional(self) -> bool:
-    return self.num_classes is not None
+  def data_kwargs(cls, info):
+    return {"num_levels": info.num_levels, "num_classes": info.num_classes}
 
   def _conditioning(self, labels):
     if self.num_classes is None:

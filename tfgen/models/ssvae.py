@@ -34,19 +34,23 @@ References:
   Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016.
 """
 
+import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfgen import errors
 from tfgen import layers
+from tfgen import seeding
+from tfgen import viz
 from tfgen.distributions import likelihoods
 from tfgen.models import base
+from tfgen.models import capabilities as caps
 from tfgen.models import registry
-from tfgen.models import vae
 
 tfd = tfp.distributions
 
@@ -55,16 +59,17 @@ CLASSIFIERS = ("mlp", "conv")
 
 
 class Classifier(keras.layers.Layer):
-  """q(y | x)'s logits: an MLP on the flat image, or two 3x3 convolution + max-pool blocks
-  (32 and 64 channels) before it; optional dropout on the input pixels and the hidden layers.
+  """q(y | x)'s logits: an MLP on the flat image, or 3x3 convolution + max-pool blocks (of
+  `channels`, 32 and 64 by default) before it; optional dropout on the input pixels and the
+  hidden layers.
   """
 
   def __init__(self, kind, image_shape, hidden_sizes, num_classes, activation, batch_norm,
-               dropout, input_dropout, **kwargs):
+               dropout, input_dropout, channels=(32, 64), **kwargs):
     super().__init__(**kwargs)
     self.image_shape = tuple(image_shape)
     self.convs = layers.track_list(self, "conv", [
-        keras.layers.Conv2D(c, 3, padding="same", activation="relu") for c in (32, 64)
+        keras.layers.Conv2D(c, 3, padding="same", activation="relu") for c in channels
     ] if kind == "conv" else [])
     self.pool = keras.layers.MaxPooling2D(2)
     self.mlp = layers.MLP(list(hidden_sizes), num_classes, activation, batch_norm)
@@ -111,16 +116,26 @@ class SSVAE(base.LatentVariableModel):
     classifier: "mlp" (the paper's) or "conv" (two convolution blocks before the MLP).
     classifier_dropout: dropout rate on the classifier's hidden layers (0: none).
     classifier_input_dropout: dropout rate on the classifier's input pixels (0: none).
+    classifier_channels: "conv" classifier: channels of its convolution blocks.
     min_scale: floor of the standard deviation of q(z | x, y).
+    **kwargs: the latent-variable core's: num_importance_samples (draws of z in L(x, y), and the
+      default k of `log_prob`) and kl_warmup_epochs (β on the KL of L in the training loss). The
+      objective is J^α, so `objective` must stay "elbo" and `free_bits` 0.
   """
+
+  DATA_FIELDS = ("num_classes", "binary")
 
   def __init__(self, image_shape, num_classes: int, latent_size: int = 50,
                hidden_sizes: Sequence[int] = (500,), activation: str = "softplus",
                batch_norm: bool = False, alpha: float = 0.1, unlabelled_weight: float = 1.0,
                likelihood: str = "bernoulli",
                binary: bool = True, classifier: str = "mlp", classifier_dropout: float = 0.0,
-               classifier_input_dropout: float = 0.0, min_scale: float = 1e-4, **kwargs):
+               classifier_input_dropout: float = 0.0, classifier_channels: Sequence[int] = (32, 64),
+               min_scale: float = 1e-4, **kwargs):
     super().__init__(image_shape, **kwargs)
+    if self.objective != "elbo" or self.free_bits:
+      raise errors.ConfigError("the semi-supervised VAE trains J^alpha: config.model.objective "
+                               "must be 'elbo' and free_bits 0")
     if not num_classes or num_classes < 2:
       raise errors.ConfigError(f"the semi-supervised VAE needs labelled classes, got "
                                f"num_classes={num_classes}")
@@ -142,27 +157,13 @@ class SSVAE(base.LatentVariableModel):
     mlp = lambda out: layers.MLP(list(hidden_sizes), out, activation, batch_norm)
     self.classifier = Classifier(classifier, image_shape, hidden_sizes, self.num_classes,
                                   activation, batch_norm, classifier_dropout,
-                                  classifier_input_dropout)
+                                  classifier_input_dropout, tuple(classifier_channels))
     self.encoder = mlp(2 * self.latent_size)
     self.decoder = mlp(self.pixels.num_params * self.event_size)
 
   @classmethod
-  def from_config(cls, config, info):
-    return cls(info.image_shape, info.num_classes, latent_size=config.latent_size,
-               hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
-               batch_norm=config.batch_norm, alpha=config.alpha, likelihood=config.likelihood,
-               binary=info.binary, classifier=config.get("classifier", "mlp"),
-               classifier_dropout=config.get("classifier_dropout", 0.0),
-               classifier_input_dropout=config.get("classifier_input_dropout", 0.0),
-               unlabelled_weight=config.get("unlabelled_weight", 1.0))
-
-  @property
-  def class_conditional(self) -> bool:
-    return True
-
-  @property
-  def infers_labels(self) -> bool:
-    return True
+  def data_kwargs(cls, info):
+    return {"num_classes": info.num_classes, "binary": info.binary}
 
   # --- Distributions ---------------------------------------------------------------------------
 
@@ -178,8 +179,7 @@ class SSVAE(base.LatentVariableModel):
     return tfd.Categorical(logits=logits)
 
   def prior(self) -> tfd.Distribution:
-    return tfd.Independent(tfd.Normal(tf.zeros([self.latent_size]), tf.ones([self.latent_size])),
-                           1)
+    return base.standard_normal(self.latent_size)
 
   def label_prior(self) -> tfd.Categorical:
     """p(y), uniform over the classes."""
@@ -191,7 +191,7 @@ class SSVAE(base.LatentVariableModel):
     if labels is None:
       labels = tf.argmax(self.classify(x).logits, axis=-1)
     inputs = tf.concat([self._flat(x), self._one_hot(labels)], -1)
-    return vae._diagonal_normal(self.encoder(inputs, training=training), self.min_scale)  # pylint: disable=protected-access
+    return base.diagonal_normal(self.encoder(inputs, training=training), self.min_scale)
 
   def decode(self, z, training=False, labels=None) -> tfd.Distribution:
     """p(x | y, z) for z [..., latent] and labels [...]; without labels, Σ_y p(y) p(x | y, z)."""
@@ -209,29 +209,36 @@ class SSVAE(base.LatentVariableModel):
 
   # --- Bounds ----------------------------------------------------------------------------------
 
-  def _labelled_bound(self, x, labels, seed, training=False):
-    """L(x, y) with one draw of z and the KL in closed form; x [N, H, W, C], labels [N] -> [N]."""
+  def latent_terms(self, batch, num_samples, seed, training=False):
+    """Terms of z ~ q(z | x, y) for the class y in batch["label"] (of every image): the core's
+    ELBO of them plus log p(y) is L(x, y), and their log weights give log p(x | y)."""
+    x = self.images(batch)
+    labels = tf.cast(batch["label"], tf.int32)
     q = self.encode(x, training=training, labels=labels)
-    z = q.sample(seed=seed)
+    z = q.sample(num_samples, seed=seed)
     log_px = self.decode(z, training=training, labels=labels).log_prob(x)
-    rate = tfd.kl_divergence(q, self.prior())
-    return log_px + self.label_prior().log_prob(labels) - rate, rate
+    return base.LatentTerms(log_px, [self.prior().log_prob(z)], [q.log_prob(z)],
+                            kl=[tfd.kl_divergence(q, self.prior())])
 
-  def _every_class(self, x, seed, training=False):
-    """L(x, y) for every class y, [C, B], and the rate KL(q(z | x, y) ‖ p(z)), [C, B]."""
+  def _every_class(self, x, seed, training=False, beta=1.0):
+    """L(x, y) for every class y with the KL weighted by β, [C, B], and the rate, [C, B]."""
     batch = tf.shape(x)[0]
     tiled = tf.tile(x, [self.num_classes, 1, 1, 1])
     labels = tf.repeat(tf.range(self.num_classes), batch)
-    bound, rate = self._labelled_bound(tiled, labels, seed, training)
+    terms, _ = self._bound_terms(
+        self.latent_terms({"image": tiled, "label": labels}, self.num_importance_samples, seed,
+                          training), self.num_importance_samples)
+    bound = (-terms["distortion"] - beta * terms["rate"]
+             + self.label_prior().log_prob(labels))
     return (tf.reshape(bound, [self.num_classes, batch]),
-            tf.reshape(rate, [self.num_classes, batch]))
+            tf.reshape(terms["rate"], [self.num_classes, batch]))
 
-  def _terms(self, x, labels, labelled, seed, training):
+  def _terms(self, x, labels, labelled, seed, training, beta=1.0):
     """Per-example bounds and classifier terms; labels [B] are read only where labelled [B]."""
     q_y = self.classify(x, training=training)
     log_q = tf.nn.log_softmax(q_y.logits)  # [B, C]
     probs = tf.exp(log_q)
-    every, rate = self._every_class(x, seed, training)  # [C, B]
+    every, rate = self._every_class(x, seed, training, beta)  # [C, B]
     entropy = -tf.reduce_sum(probs * log_q, -1)
     unlabelled_bound = tf.reduce_sum(tf.transpose(probs) * every, 0) + entropy
     safe_labels = tf.where(labelled, labels, 0)
@@ -258,11 +265,12 @@ class SSVAE(base.LatentVariableModel):
     return tf.zeros([batch_size], tf.bool)
 
   def loss(self, batch, seed, training=False):
-    x = self.check_images(batch["image"])
+    x = self.images(batch)
     batch_size = tf.shape(x)[0]
     labelled = self._labelled_mask(batch, batch_size)
     labels = tf.cast(batch.get("label", tf.fill([batch_size], -1)), tf.int32)
-    terms = self._terms(x, labels, labelled, seed, training)
+    beta = tf.convert_to_tensor(self.kl_weight)
+    terms = self._terms(x, labels, labelled, seed, training, beta)
     mask = tf.cast(labelled, tf.float32)
     num_labelled = tf.reduce_sum(mask)
     # Scaled so that the batch mean carries α times the mean cross-entropy of labelled examples.
@@ -280,14 +288,15 @@ class SSVAE(base.LatentVariableModel):
     }
     return loss, metrics
 
-  def bounds(self, x, seed, labels=None):
-    """Per-example [B]: `elbo`, the bound U(x) on log p(x); given labels also `labelled_elbo`
-    L(x, y) (a bound on log p(x, y)), `cross_entropy` −log q(y | x) and `classification_error`.
+  def bounds(self, batch, seed):
+    """Per-example [B]: `elbo`, the bound U(x) on log p(x); where the batch has labels also
+    `labelled_elbo` L(x, y) (a bound on log p(x, y)), `cross_entropy` −log q(y | x) and
+    `classification_error`.
     """
-    x = self.check_images(x)
+    x = self.images(batch)
     batch_size = tf.shape(x)[0]
-    given = labels is not None
-    labels = tf.cast(labels, tf.int32) if given else tf.fill([batch_size], -1)
+    given = "label" in batch
+    labels = tf.cast(batch["label"], tf.int32) if given else tf.fill([batch_size], -1)
     terms = self._terms(x, labels, labels >= 0, seed, training=False)
     out = {"elbo": terms["unlabelled_bound"], "rate": terms["rate"],
            "classifier_entropy": terms["classifier_entropy"]}
@@ -296,27 +305,21 @@ class SSVAE(base.LatentVariableModel):
                  classification_error=terms["errors"])
     return out
 
-  def log_weights(self, x, labels, num_samples, seed) -> tf.Tensor:
-    """log p(x, z | y) − log q(z | x, y) for num_samples draws z ~ q(z | x, y), [num_samples, B]."""
-    q = self.encode(x, labels=labels)
-    z = q.sample(num_samples, seed=seed)
-    return self.decode(z, labels=labels).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
+  def conditional_log_prob(self, batch, seed, num_importance_samples=None):
+    """log p(x | y) for the classes in batch["label"], IWAE over z, [B]."""
+    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
+    return base.chunked_logmeanexp(lambda n, s: self.log_weights(batch, n, s), k,
+                                   self.importance_chunk_size, seed)
 
-  def log_prob(self, x, seed, num_importance_samples: Optional[int] = None,
-               chunk_size: int = 500, labels=None):
-    """log p(x) (y marginalised exactly), or log p(x | y) given labels; IWAE over z, [B]."""
-    x = self.check_images(x)
-    k = 1 if num_importance_samples is None else num_importance_samples
-    if labels is not None:
-      labels = tf.cast(labels, tf.int32)
-      return base.chunked_logmeanexp(lambda n, s: self.log_weights(x, labels, n, s), k,
-                                    chunk_size, seed)
-    batch = tf.shape(x)[0]
-    tiled = tf.tile(x, [self.num_classes, 1, 1, 1])
-    classes = tf.repeat(tf.range(self.num_classes), batch)
-    per_class = base.chunked_logmeanexp(lambda n, s: self.log_weights(tiled, classes, n, s), k,
-                                       chunk_size, seed)
-    per_class = tf.reshape(per_class, [self.num_classes, batch])
+  def log_prob(self, batch, seed, num_importance_samples=None):
+    """log p(x) = log Σ_y p(y) p(x | y), the class summed out exactly (labels in the batch are
+    not used: this is the test likelihood); IWAE over z, [B]."""
+    x = self.images(batch)
+    size = tf.shape(x)[0]
+    tiled = {"image": tf.tile(x, [self.num_classes, 1, 1, 1]),
+             "label": tf.repeat(tf.range(self.num_classes), size)}
+    per_class = self.conditional_log_prob(tiled, seed, num_importance_samples)
+    per_class = tf.reshape(per_class, [self.num_classes, size])
     return tf.reduce_logsumexp(per_class, 0) - math.log(self.num_classes)
 
   # --- Sampling and codes ----------------------------------------------------------------------
@@ -342,3 +345,127 @@ class SSVAE(base.LatentVariableModel):
 
   def call(self, x, training=False):
     return self.classify(x, training=training).logits
+
+  # --- Declared capabilities -------------------------------------------------------------------
+
+  def signatures(self):
+    """The latent model's, with labels: sample draws classes uniformly, sample_labels draws
+    given ones, encode also returns the classifier's class (q(z | x, y) is taken at it), decode
+    takes labels, log_prob sums the class out, and classify gives q(y | x)."""
+    out = super().signatures()
+    classes = caps.Input(caps.LABELS, self.num_classes)
+    pixels = out["sample"].outputs
+
+    def sample_labels(labels, seed):
+      return {"images": self.sample(tf.size(labels), seed, labels=labels),
+              "probabilities": self.sample(tf.size(labels), seed, mean=True, labels=labels),
+              "labels": labels}
+
+    def sample(num_samples, seed):
+      labels = tf.random.stateless_uniform([num_samples], seed=seeding.fold_in(seed, 1),
+                                           maxval=self.num_classes, dtype=tf.int32)
+      return sample_labels(labels, seed)
+
+    def encode(images, seed):
+      labels = tf.argmax(self.classify(images).logits, -1, output_type=tf.int32)
+      q = self.encode(images, labels=labels)
+      return {"loc": q.mean(), "scale": q.stddev(), "latents": q.sample(seed=seed),
+              "labels": labels}
+
+    def decode(latents, labels, seed):
+      del seed
+      p = self.decode(latents, labels=labels)
+      return {"images": tf.cast(p.mode(), tf.float32), "probabilities": p.mean()}
+
+    def classify(images, seed):
+      del seed
+      logits = self.classify(images).logits
+      return {"labels": tf.argmax(logits, -1, output_type=tf.int32),
+              "probabilities": tf.nn.softmax(logits)}
+
+    with_labels = dict(pixels, labels=(tf.int32, ()))
+    out["sample"] = caps.Signature(sample, out["sample"].inputs, with_labels)
+    out["sample_labels"] = caps.Signature(sample_labels, (classes, caps.Input(caps.SEED)),
+                                          with_labels)
+    out["encode"] = caps.Signature(encode, out["encode"].inputs,
+                                   dict(out["encode"].outputs, labels=(tf.int32, ())))
+    out["decode"] = caps.Signature(decode, out["decode"].inputs + (classes,),
+                                   out["decode"].outputs)
+    # The class is summed out: each image is scored once per class.
+    out["log_prob"] = dataclasses.replace(
+        out["log_prob"], draws_per_item=lambda num_importance_samples: tf.minimum(
+            num_importance_samples, self.importance_chunk_size) * self.num_classes)
+    out["classify"] = caps.Signature(classify, (caps.Input(caps.IMAGES),),
+                                     {"labels": (tf.int32, ()),
+                                      "probabilities": (tf.float32, (self.num_classes,))})
+    return out
+
+  def sample_modes(self):
+    modes = super().sample_modes()
+    modes["samples"] = caps.SampleMode(
+        self._class_samples_picture, uses_label=True,
+        help="with --label, images of that class; else a grid of classes (rows) by styles z")
+    modes["analogies"] = caps.SampleMode(
+        self._analogies_picture, needs_test_data=True,
+        help="each of --num test images' style z decoded with every class")
+    return modes
+
+  def _class_samples_picture(self, request):
+    seed = seeding.as_seed(request.seed)
+    if request.label >= 0:
+      labels = tf.fill([request.num], request.label)
+      images = self.sample(request.num, seed, mean=request.mean, labels=labels)
+      return viz.image_grid(images.numpy(), request.num_columns)
+    return class_style_grid(self, max(request.num // self.num_classes, 1), seed, request.mean)
+
+  def _analogies_picture(self, request):
+    """Analogies: each row a test image, then its style z decoded with every class in turn.
+
+    The test images are of classes 0, 1, 2, ... in turn where the split has labels. z is the mean
+    of q(z | x, y) with the image's own label y (else the classifier's guess), so a row keeps the
+    writing style and changes only the class.
+    """
+    images, labels = _test_images_of_every_class(request.test, request.num, self.num_classes)
+    z = self.encode(images, labels=labels).mean()  # [num, latent]
+    classes = self.num_classes
+    p_x = self.decode(tf.repeat(z, classes, axis=0),
+                      labels=tf.tile(tf.range(classes), [tf.shape(z)[0]]))
+    draws = p_x.mean() if request.mean else p_x.sample(seed=seeding.as_seed(request.seed))
+    decoded = tf.reshape(draws, [-1, classes] + list(self.image_shape))
+    rows = tf.concat([images[:, None], decoded], axis=1)
+    return viz.image_grid(tf.reshape(rows, [-1] + list(self.image_shape)).numpy(), classes + 1)
+
+
+def class_style_grid(model: SSVAE, num_styles: int, seed, mean: bool = True) -> np.ndarray:
+  """Rows are the classes, columns styles z ~ p(z), one z shared down each column.
+
+  Returns:
+    uint8 picture of num_classes x num_styles images.
+  """
+  z = model.prior().sample(num_styles, seed=seeding.fold_in(seed, 0))
+  classes = model.num_classes
+  z_grid = tf.tile(z, [classes, 1])  # Row-major: row c holds every style with class c.
+  labels = tf.repeat(tf.range(classes), num_styles)
+  p_x = model.decode(z_grid, labels=labels)
+  images = p_x.mean() if mean else p_x.sample(seed=seeding.fold_in(seed, 1))
+  return viz.image_grid(images.numpy(), num_styles)
+
+
+def _test_images_of_every_class(dataset, num: int, num_classes: int):
+  """num test images, of classes 0, 1, 2, ... in turn where the split has labels (test splits
+  may be stored sorted by class), else the first num; returns (images, labels or None)."""
+  wanted = [i % num_classes for i in range(num)]
+  picked = {}
+  for batch in dataset:
+    if "label" not in batch:
+      first = next(iter(dataset.unbatch().batch(num)))
+      return first["image"], None
+    for image, label in zip(batch["image"].numpy(), batch["label"].numpy()):
+      slots = [i for i, c in enumerate(wanted) if c == label and i not in picked]
+      if slots:
+        picked[slots[0]] = (image, label)
+    if len(picked) == num:
+      break
+  order = sorted(picked)  # Classes the split lacks leave their slots out.
+  return (tf.constant(np.stack([picked[i][0] for i in order])),
+          tf.constant([picked[i][1] for i in order], tf.int32))

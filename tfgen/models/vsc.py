@@ -31,19 +31,22 @@ References:
   Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
 """
 
-import math
 from typing import List, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfgen import errors
 from tfgen import layers
 from tfgen import schedules
+from tfgen import seeding
+from tfgen import viz
 from tfgen.distributions import likelihoods
 from tfgen.distributions.spike_and_slab import SpikeAndSlab
 from tfgen.models import base
+from tfgen.models import capabilities as caps
 from tfgen.models import registry
 
 tfd = tfp.distributions
@@ -67,49 +70,52 @@ class VSC(base.LatentVariableModel):
     conv_filters: "conv" only: channels of the stride-2 convolutions, finest first.
     activation: activation of the hidden layers.
     likelihood: "bernoulli", "logistic" or "normal" (see tfgen.distributions.likelihoods).
-    binary: whether the images are binary (continuous likelihoods need 8-bit data).
+    binary: whether the images are binary (from the data; continuous likelihoods need 8-bit data).
     learned_scale, fixed_scale: scale of a continuous likelihood.
-    num_importance_samples: draws per example in training (averaged ELBO) and in `bounds`.
     sharpness_start, sharpness_end: the relaxation's c at step 0 and after the warm-up.
-    sharpness_warmup_steps: steps over which c grows linearly from start to end.
-    kl_warmup_steps: steps over which the weight of the KL term in the training loss grows
-      linearly from 0 to 1 (0: always 1). Early on, the KL would switch off every dimension
-      before the decoder learns to use any; the warm-up (Sønderby et al. 2016) lets codes form
-      first. Reported ELBOs always weight the KL by 1.
+    sharpness_warmup_epochs: epochs over which c grows linearly from start to end.
     min_scale: floor of the slab standard deviations.
+    **kwargs: the latent-variable core's: num_importance_samples (draws per example in training,
+      averaged, and in `bounds`) and kl_warmup_epochs (epochs over which the weight of the KL
+      term in the training loss grows linearly from 0 to 1: early on, the KL would switch off
+      every dimension before the decoder learns to use any; the warm-up (Sønderby et al. 2016)
+      lets codes form first. Reported ELBOs always weight the KL by 1). The objective is the
+      ELBO of relaxed draws.
   """
+
+  DATA_FIELDS = ("binary",)
 
   def __init__(self, image_shape, latent_size: int = 200, alpha: float = 0.01,
                architecture: str = "mlp", hidden_sizes: Sequence[int] = (400,),
                conv_filters: Sequence[int] = (32, 32, 64, 64), activation: str = "relu",
                likelihood: str = "bernoulli", binary: bool = True, learned_scale: bool = True,
-               fixed_scale: float = 0.1, num_importance_samples: int = 1,
-               sharpness_start: float = 50.0, sharpness_end: float = 200.0,
-               sharpness_warmup_steps: int = 10000, kl_warmup_steps: int = 0,
+               fixed_scale: float = 0.1, sharpness_start: float = 50.0,
+               sharpness_end: float = 200.0, sharpness_warmup_epochs: float = 0.0,
                min_scale: float = 1e-4, **kwargs):
     super().__init__(image_shape, **kwargs)
+    if self.objective != "elbo":
+      raise errors.ConfigError("VSC trains the ELBO of relaxed draws; config.model.objective "
+                               f"must be 'elbo', got {self.objective!r}")
     if not 0.0 < alpha <= 1.0:
       raise errors.ConfigError(f"config.model.alpha must lie in (0, 1], got {alpha}")
-    if latent_size < 1 or num_importance_samples < 1:
-      raise errors.ConfigError("config.model.latent_size and num_importance_samples must be >= 1")
+    if latent_size < 1:
+      raise errors.ConfigError("config.model.latent_size must be >= 1")
     if architecture not in ARCHITECTURES:
       raise errors.ConfigError(f"unknown VSC architecture {architecture!r}; known: "
                                f"{', '.join(ARCHITECTURES)}")
-    if sharpness_start <= 0 or sharpness_end <= 0 or min(sharpness_warmup_steps,
-                                                         kl_warmup_steps) < 0:
+    if sharpness_start <= 0 or sharpness_end <= 0 or sharpness_warmup_epochs < 0:
       raise errors.ConfigError("the VSC schedules need sharpness_start, sharpness_end > 0 and "
-                               "sharpness_warmup_steps, kl_warmup_steps >= 0")
+                               "sharpness_warmup_epochs >= 0")
     self.latent_size = int(latent_size)
     self.alpha = float(alpha)
-    self.num_importance_samples = int(num_importance_samples)
     self.min_scale = min_scale
     self.pixels = likelihoods.build(likelihood, self.image_shape, binary, learned_scale,
                                     fixed_scale)
     self.sharpness_start, self.sharpness_end = float(sharpness_start), float(sharpness_end)
-    self.sharpness_warmup_steps = int(sharpness_warmup_steps)
-    self.kl_warmup_steps = int(kl_warmup_steps)
+    self.sharpness_warmup_epochs = float(sharpness_warmup_epochs)
     # With α = 1 the posterior has no spike, so no head predicts γ.
     posterior_params = (2 if self.is_dense else 3) * self.latent_size
+    self.flat_input = architecture == "mlp"
     if architecture == "mlp":
       self.encoder = layers.MLP(list(hidden_sizes), posterior_params, activation)
       self.decoder = layers.MLP(list(reversed(hidden_sizes)),
@@ -122,31 +128,20 @@ class VSC(base.LatentVariableModel):
     self.sharpness = self.add_weight(
         shape=(), initializer=keras.initializers.Constant(self.sharpness_start),
         trainable=False, name="sharpness")
-    self.kl_weight = self.add_weight(
-        shape=(), initializer=keras.initializers.Constant(0.0 if kl_warmup_steps else 1.0),
-        trainable=False, name="kl_weight")
 
   @classmethod
-  def from_config(cls, config, info):
-    return cls(info.image_shape, latent_size=config.latent_size, alpha=config.alpha,
-               architecture=config.architecture, hidden_sizes=tuple(config.hidden_sizes),
-               conv_filters=tuple(config.conv_filters), activation=config.activation,
-               likelihood=config.likelihood, binary=info.binary,
-               learned_scale=config.learned_scale, fixed_scale=config.fixed_scale,
-               num_importance_samples=config.num_importance_samples,
-               sharpness_start=config.sharpness_start, sharpness_end=config.sharpness_end,
-               sharpness_warmup_steps=config.sharpness_warmup_steps,
-               kl_warmup_steps=config.get("kl_warmup_steps", 0))
+  def data_kwargs(cls, info):
+    return {"binary": info.binary}
 
   @property
   def is_dense(self) -> bool:
     """α = 1: every dimension is always active, the model is the plain VAE."""
     return self.alpha >= 1.0
 
-  def update_schedules(self, step):
+  def update_schedules(self, epoch):
+    super().update_schedules(epoch)
     self.sharpness.assign(self.sharpness_start + (self.sharpness_end - self.sharpness_start)
-                          * schedules.linear_warmup(step, self.sharpness_warmup_steps))
-    self.kl_weight.assign(schedules.linear_warmup(step, self.kl_warmup_steps))
+                          * schedules.linear_warmup(epoch, self.sharpness_warmup_epochs))
 
   # --- Distributions ---------------------------------------------------------------------------
 
@@ -164,7 +159,7 @@ class VSC(base.LatentVariableModel):
         draws otherwise.
     """
     x = self.check_images(x)
-    inputs = tf.reshape(x, [-1, self.event_size]) if isinstance(self.encoder, layers.MLP) else x
+    inputs = tf.reshape(x, [-1, self.event_size]) if self.flat_input else x
     params = self.encoder(inputs, training=training)
     if self.is_dense:
       loc, raw_scale = tf.split(params, 2, axis=-1)
@@ -180,37 +175,21 @@ class VSC(base.LatentVariableModel):
   def decode(self, z, training=False) -> tfd.Distribution:
     return self.pixels.distribution(self.decoder(z, training=training))
 
-  # --- Bounds ----------------------------------------------------------------------------------
+  # --- Log-density terms -----------------------------------------------------------------------
 
-  def _terms(self, x, seed, training, relaxed):
-    q = self.encode(x, training=training, relaxed=relaxed)
-    z = q.sample(self.num_importance_samples, seed=seed)
-    log_px = self.decode(z, training=training).log_prob(x)
-    distortion = -tf.reduce_mean(log_px, axis=0)
-    rate = tfd.kl_divergence(q, self.prior())
-    terms = {"elbo": -distortion - rate, "rate": rate, "distortion": distortion,
-             "active_dimensions": self._count_active(q)}
-    if not relaxed:
-      log_w = log_px + self.prior().log_prob(z) - q.log_prob(z)
-      terms["iwae_bound"] = (tf.reduce_logsumexp(log_w, axis=0)
-                             - math.log(self.num_importance_samples))
-    return terms
-
-  def loss(self, batch, seed, training=False):
-    x = self.check_images(batch["image"])
-    terms = self._terms(x, seed, training, relaxed=True)
-    return terms["distortion"] + self.kl_weight * terms["rate"], terms
-
-  def bounds(self, x, seed):
-    """ELBO (exact draws), IWAE bound at the training k, rate, distortion, active dimensions."""
-    return self._terms(self.check_images(x), seed, training=False, relaxed=False)
-
-  def log_weights(self, x, num_samples, seed) -> tf.Tensor:
-    """log p(x, z) − log q(z | x) for exact draws z ~ q(z | x), [num_samples, B]."""
-    x = self.check_images(x)
-    q = self.encode(x)
+  def latent_terms(self, batch, num_samples, seed, training=False):
+    """Relaxed draws in training (no importance weights then), exact ones otherwise; the KL is
+    in closed form (tfgen.distributions.SpikeAndSlab)."""
+    x = self.images(batch)
+    q = self.encode(x, training=training, relaxed=training)
     z = q.sample(num_samples, seed=seed)
-    return self.decode(z).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
+    log_px = self.decode(z, training=training).log_prob(x)
+    kl = [tfd.kl_divergence(q, self.prior())]
+    extra = {"active_dimensions": self._count_active(q)}
+    if training:
+      return base.LatentTerms(log_px, kl=kl, extra=extra)
+    return base.LatentTerms(log_px, [self.prior().log_prob(z)], [q.log_prob(z)], kl=kl,
+                            extra=extra)
 
   # --- Codes, sparsity and sampling ------------------------------------------------------------
 
@@ -236,5 +215,55 @@ class VSC(base.LatentVariableModel):
     p_x = self.decode(self.prior().sample(num, seed=latent_seed))
     return p_x.mean() if mean else p_x.sample(seed=pixel_seed)
 
-  def call(self, x, training=False):
-    return self.encode(x, training=training).mean()
+  # --- Declared capabilities -------------------------------------------------------------------
+
+  def finish_evaluation(self, results, collected, context):
+    results = super().finish_evaluation(results, collected, context)
+    results["active_dimensions_per_image"] = results.pop("active_dimensions")
+    return results
+
+  def sample_modes(self):
+    modes = super().sample_modes()
+    modes["conditional"] = caps.SampleMode(
+        self._conditional_picture, needs_test_data=True, uses_label=True,
+        help="keep the dimensions each of --num_images test images uses and redraw their values")
+    return modes
+
+  def _conditional_picture(self, request):
+    """Per test image (of class --label if >= 0), a row: the image and `num` decodings of new
+    codes on its active dimensions."""
+    images = caps.test_images(request, request.num_images, request.label)
+    pictures = conditional_images(self, images, request.num, seeding.as_seed(request.seed))
+    return viz.image_grid(pictures, request.num + 1)
+
+
+def conditional_codes(usage, num_samples: int, seed) -> tf.Tensor:
+  """New codes that use the same dimensions as given ones.
+
+  Dimensions with usage > ACTIVE_THRESHOLD take values drawn from the prior's slab, N(0, 1); the
+  others are 0 (for dense codes every dimension is redrawn, an ordinary prior sample).
+
+  Args:
+    usage: probability that each image uses each dimension, [N, J].
+    num_samples: codes per image.
+    seed: int32 [2].
+
+  Returns:
+    [N, num_samples, J].
+  """
+  used = usage > ACTIVE_THRESHOLD
+  values = tf.random.stateless_normal([used.shape[0], num_samples, used.shape[1]], seed=seed)
+  return tf.where(used[:, None, :], values, 0.0)
+
+
+def conditional_images(model: VSC, images, num_samples: int, seed) -> np.ndarray:
+  """Per image [N, H, W, C]: the image, then `num_samples` decoded conditional codes.
+
+  Returns:
+    [N·(num_samples + 1), H, W, C].
+  """
+  codes = conditional_codes(model.prob_active(images), num_samples, seed)
+  decoded = model.decode(tf.reshape(codes, [-1, codes.shape[-1]])).mean()
+  decoded = tf.reshape(decoded, [-1, num_samples] + list(images.shape[1:]))
+  return tf.reshape(tf.concat([images[:, None], decoded], 1),
+                    [-1] + list(images.shape[1:])).numpy()
