@@ -67,7 +67,6 @@ those of calls on its chunks one by one.
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 from typing import Callable, Dict, Optional, Tuple
