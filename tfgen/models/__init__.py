@@ -2,6 +2,7 @@
 
 # Importing each model module registers it. pylint: disable=unused-import
 from tfgen.models import conv_vae
+from tfgen.models import flow
 from tfgen.models import made
 from tfgen.models import matnet
 from tfgen.models import nade
