@@ -512,21 +512,25 @@ class MAF(FlowModel):
     logit_alpha: see `FlowModel`.
     num_dequantization_samples: see `FlowModel`.
     seed: draws the MADEs' hidden degrees.
+    log_scale_bound: each transform's log-scale α is bound·tanh(raw / bound).
   """
 
   def __init__(self, image_shape, num_flows: int = 5, hidden_sizes: Sequence[int] = (1024,),
                logit_alpha: float = 0.05, num_dequantization_samples: int = 1, seed: int = 0,
-               **kwargs):
+               log_scale_bound: float = 5.0, **kwargs):
     super().__init__(image_shape, logit_alpha, num_dequantization_samples, **kwargs)
     hidden_sizes = tuple(int(h) for h in hidden_sizes)
     _check_positive(num_flows=num_flows)
+    if log_scale_bound <= 0:
+      raise errors.ConfigError(f"log_scale_bound must be > 0, got {log_scale_bound}")
     if any(h < 1 for h in hidden_sizes):
       raise errors.ConfigError(f"hidden_sizes must be >= 1 each, got {hidden_sizes}")
     self.num_flows, self.hidden_sizes = num_flows, hidden_sizes
     rng = np.random.RandomState(seed)
     degrees = np.arange(1, self.event_size + 1)
     self.transforms = layers.track_list(self, "transform", [
-        flow_layers.MaskedAutoregressiveAffine(made.made_masks(degrees, hidden_sizes, 2, rng))
+        flow_layers.MaskedAutoregressiveAffine(made.made_masks(degrees, hidden_sizes, 2, rng),
+                                               log_scale_bound)
         for _ in range(num_flows)])
     self._build_weights()
 
