@@ -57,4 +57,15 @@ def get_config(arg: str = ""):
   if opts["tiny"]:
     config.model.update(TINY_MODELS[opts["arch"]])
     config_lib.make_tiny(config)
+  # tfgen-tune (docs/tuning.md): the validation bound (K dequantizations, as evaluated) over these.
+  space = config.tuning.space
+  space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 3e-3, log=True)
+  if opts["arch"] == "maf":
+    flows = config.model.num_flows
+    space.num_flows = config_lib.search_choice("model.num_flows",
+                                               sorted({max(flows // 2, 1), flows, 2 * flows}))
+  else:
+    width = config.model.hidden_channels
+    space.hidden_channels = config_lib.search_choice(
+        "model.hidden_channels", sorted({max(width // 2, 1), width, 2 * width}))
   return config
