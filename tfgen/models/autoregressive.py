@@ -135,23 +135,11 @@ class AutoregressiveModel(base.GenerativeModel):
     if self.num_classes is None:
       return out
     classes = caps.Input(caps.LABELS, self.num_classes)
-    with_labels = dict(out["sample"].outputs, labels=(tf.int32, ()))
-
-    def sample_labels(labels, seed):
-      return {"images": self.sample(tf.size(labels), seed, labels=labels),
-              "probabilities": self.sample(tf.size(labels), seed, mean=True, labels=labels),
-              "labels": labels}
-
-    def sample(num_samples, seed):
-      labels = tf.random.stateless_uniform([num_samples], seed=seeding.fold_in(seed, 1),
-                                           maxval=self.num_classes, dtype=tf.int32)
-      return sample_labels(labels, seed)
 
     def log_prob(images, labels, seed):
       return self.scores(self.log_prob({"image": images, "label": labels}, seed))
 
-    out["sample"] = caps.Signature(sample, out["sample"].inputs, with_labels)
-    out["sample_labels"] = caps.Signature(sample_labels, (classes, seed), with_labels)
+    out.update(self.labelled_sample_signatures(self.num_classes))
     out["log_prob"] = caps.Signature(log_prob, (images, classes), out["log_prob"].outputs)
     return out
 

@@ -265,6 +265,27 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
                           {"images": (caps.PIXELS, caps.IMAGE),
                            "probabilities": (tf.float32, caps.IMAGE)})
 
+  def labelled_sample_signatures(self, num_classes: int) -> Dict[str, caps.Signature]:
+    """`sample` drawing classes uniformly and `sample_labels` drawing given ones, for models whose
+    `sample` takes `labels` (class-conditional models); both also return the labels."""
+    with_labels = dict(self.sample_signature().outputs, labels=(tf.int32, ()))
+
+    def sample_labels(labels, seed):
+      return {"images": self.sample(tf.size(labels), seed, labels=labels),
+              "probabilities": self.sample(tf.size(labels), seed, mean=True, labels=labels),
+              "labels": labels}
+
+    def sample(num_samples, seed):
+      labels = tf.random.stateless_uniform([num_samples], seed=seeding.fold_in(seed, 1),
+                                           maxval=num_classes, dtype=tf.int32)
+      return sample_labels(labels, seed)
+
+    return {"sample": caps.Signature(sample, (caps.Input(caps.NUM_SAMPLES),
+                                              caps.Input(caps.SEED)), with_labels),
+            "sample_labels": caps.Signature(
+                sample_labels, (caps.Input(caps.LABELS, num_classes), caps.Input(caps.SEED)),
+                with_labels)}
+
   def scores(self, log_prob: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {"log_prob": log_prob, "bits_per_dim": self.bits_per_dim(log_prob)}
 

@@ -354,17 +354,6 @@ class SSVAE(base.LatentVariableModel):
     takes labels, log_prob sums the class out, and classify gives q(y | x)."""
     out = super().signatures()
     classes = caps.Input(caps.LABELS, self.num_classes)
-    pixels = out["sample"].outputs
-
-    def sample_labels(labels, seed):
-      return {"images": self.sample(tf.size(labels), seed, labels=labels),
-              "probabilities": self.sample(tf.size(labels), seed, mean=True, labels=labels),
-              "labels": labels}
-
-    def sample(num_samples, seed):
-      labels = tf.random.stateless_uniform([num_samples], seed=seeding.fold_in(seed, 1),
-                                           maxval=self.num_classes, dtype=tf.int32)
-      return sample_labels(labels, seed)
 
     def encode(images, seed):
       labels = tf.argmax(self.classify(images).logits, -1, output_type=tf.int32)
@@ -383,10 +372,7 @@ class SSVAE(base.LatentVariableModel):
       return {"labels": tf.argmax(logits, -1, output_type=tf.int32),
               "probabilities": tf.nn.softmax(logits)}
 
-    with_labels = dict(pixels, labels=(tf.int32, ()))
-    out["sample"] = caps.Signature(sample, out["sample"].inputs, with_labels)
-    out["sample_labels"] = caps.Signature(sample_labels, (classes, caps.Input(caps.SEED)),
-                                          with_labels)
+    out.update(self.labelled_sample_signatures(self.num_classes))
     out["encode"] = caps.Signature(encode, out["encode"].inputs,
                                    dict(out["encode"].outputs, labels=(tf.int32, ())))
     out["decode"] = caps.Signature(decode, out["decode"].inputs + (classes,),
