@@ -25,7 +25,8 @@ Variants (configs/conv_vae.py:OPTION=VALUE,...):
 There is no paper number for this exact model; docs/conv_vae.md compares it with the MLP VAE of
 docs/vae.md (91.90 nats at k=1000 on binarized MNIST after 100 epochs). tfgen measured, default
 config with epochs=10: 88.13 nats (k=1000, 0.1622 bits/dim); data=mnist_5k,epochs=30 with the
-discretized logistic: 803.83 nats, 1.479 bits/dim (docs/results.md).
+discretized logistic: 803.83 nats, 1.479 bits/dim, and 810.99 nats (1.492) when rerun after
+issue 13 changed the epochs' data order (docs/results.md).
 """
 
 from tfgen import config as config_lib

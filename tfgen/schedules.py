@@ -1,5 +1,5 @@
 """Learning-rate schedules as functions of the epoch, evaluated on the host once per epoch, and
-the per-step warm-up ramp that models' `update_schedules` use.
+the warm-up ramp that models' `update_schedules` use (in epochs).
 
 The training loop assigns the value to the optimizer's learning-rate variable, so the compiled
 train step never retraces when it changes.
@@ -57,8 +57,12 @@ def learning_rate(epoch: int, train_config) -> float:
   return SCHEDULES.get(train_config.schedule)(epoch, train_config)
 
 
-def linear_warmup(step, warmup_steps: int) -> tf.Tensor:
-  """min(step / warmup_steps, 1) as a float32 scalar tensor; 1 when warmup_steps is 0."""
-  if not warmup_steps:
+def linear_warmup(elapsed, duration: float) -> tf.Tensor:
+  """min(elapsed / duration, 1) as a float32 scalar tensor; 1 when duration is 0.
+
+  Models call it with the fractional epoch the loop passes to `update_schedules` and a duration
+  in epochs.
+  """
+  if not duration:
     return tf.constant(1.0)
-  return tf.minimum(tf.cast(step, tf.float32) / float(warmup_steps), 1.0)
+  return tf.minimum(tf.cast(elapsed, tf.float32) / float(duration), 1.0)
