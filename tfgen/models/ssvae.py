@@ -307,9 +307,8 @@ class SSVAE(base.LatentVariableModel):
 
   def conditional_log_prob(self, batch, seed, num_importance_samples=None):
     """log p(x | y) for the classes in batch["label"], IWAE over z, [B]."""
-    k = self.num_importance_samples if num_importance_samples is None else num_importance_samples
-    return base.chunked_logmeanexp(lambda n, s: self.log_weights(batch, n, s), k,
-                                   self.importance_chunk_size, seed)
+    # The core's IWAE estimate: latent_terms condition on batch["label"].
+    return super().log_prob(batch, seed, num_importance_samples)
 
   def log_prob(self, batch, seed, num_importance_samples=None):
     """log p(x) = log Σ_y p(y) p(x | y), the class summed out exactly (labels in the batch are
