@@ -10,6 +10,7 @@ from tfgen import seeding
 from tfgen.models import made
 from tfgen.models import nade
 from tfgen.models import pixelcnn
+from tfgen.models import pixelsnail
 
 SHAPE = (2, 3, 1)
 
@@ -32,10 +33,20 @@ def _models(shape=SHAPE):
       ("gated", pixelcnn.GatedPixelCNN(shape, num_layers=3, channels=8), "natural"),
       ("gated_conditional", pixelcnn.GatedPixelCNN(shape, num_layers=2, channels=8,
                                                    class_conditional=True, num_classes=3), "natural"),
+      ("pixelsnail", pixelsnail.PixelSNAIL(shape, num_blocks=2, num_residual=1, channels=8,
+                                           key_size=4, value_size=4), "natural"),
+      ("pixelsnail_256", pixelsnail.PixelSNAIL(shape, num_blocks=1, channels=8, num_levels=256),
+       "natural"),
+      ("pixelsnail_conditional", pixelsnail.PixelSNAIL(
+          shape, num_blocks=2, num_residual=1, channels=8, num_heads=3, class_conditional=True,
+          num_classes=3), "natural"),
   ]
   for _, model, _ in cases:
     model.build_for_images()
   return cases
+
+
+NUM_CASES = 13
 
 
 def _order(model, ordering):
@@ -47,7 +58,7 @@ def _labels(model, n):
   return tf.zeros([n], tf.int32) if model.num_classes else None
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(NUM_CASES))
 def test_output_depends_only_on_earlier_pixels(case):
   name, model, ordering = _models((4, 5, 1))[case]
   order = _order(model, ordering)
@@ -87,7 +98,7 @@ def test_gated_pixelcnn_has_no_blind_spot():
   assert grads[r, c] == 0 and np.all(grads[r + 1:] == 0) and np.all(grads[r, c + 1:] == 0)
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(NUM_CASES))
 def test_probabilities_of_all_images_sum_to_one(case):
   name, model, _ = _models()[case]
   levels = [0.0, 1.0] if model.num_levels == 2 else None
@@ -109,7 +120,7 @@ def test_probabilities_of_all_images_sum_to_one(case):
   assert total == pytest.approx(1.0, abs=1e-4), name
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(NUM_CASES))
 def test_sampler_matches_the_parallel_conditionals_and_is_reproducible(case):
   name, model, _ = _models((4, 5, 1))[case]
   labels = _labels(model, 3)
@@ -129,7 +140,7 @@ def test_sampler_matches_the_parallel_conditionals_and_is_reproducible(case):
   np.testing.assert_allclose(means, expected, atol=1e-4, err_msg=name)
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(NUM_CASES))
 def test_inpainting_never_changes_known_pixels(case):
   name, model, _ = _models((4, 5, 1))[case]
   labels = _labels(model, 4)
@@ -154,3 +165,26 @@ def test_class_conditional_sampling_uses_the_labels():
   zero = model.sample(2, seed, mean=True, labels=tf.constant([0, 0])).numpy()
   two = model.sample(2, seed, mean=True, labels=tf.constant([2, 2])).numpy()
   assert not np.allclose(zero, two)
+
+
+def test_pixelsnail_attention_sees_every_earlier_pixel():
+  # One block with 3×3 convolutions: without attention the pixel (r, c) would see only a few
+  # rows above and nothing above-right beyond the blind spot's edge.
+  model = pixelsnail.PixelSNAIL((6, 7, 1), num_blocks=1, num_residual=1, channels=8,
+                                first_kernel_size=3)
+  model.build_for_images()
+  x = tf.Variable(tf.random.stateless_uniform([1, 6, 7, 1], seed=[4, 5]))
+  r, c = 4, 2
+  with tf.GradientTape() as tape:
+    target = model.logits(x)[0, r, c, 0]
+  grads = np.abs(tape.gradient(target, x).numpy()[0, :, :, 0]).reshape(-1)
+  t = r * 7 + c
+  assert np.all(grads[:t] > 0) and np.all(grads[t:] == 0)
+
+
+def test_pixelsnail_first_pixel_attends_to_nothing():
+  model = pixelsnail.PixelSNAIL((3, 3, 1), num_blocks=1, num_residual=1, channels=4)
+  model.build_for_images()
+  ones, zeros = tf.ones([1, 3, 3, 1]), tf.zeros([1, 3, 3, 1])
+  # The first pixel's conditional is the same whatever the image is.
+  np.testing.assert_allclose(model.logits(ones)[0, 0, 0], model.logits(zeros)[0, 0, 0])

@@ -19,6 +19,7 @@ TINY_VARIANTS = {
     "matnet": [("matnet", "tiny,fc"), ("matnet", "tiny")],
     "pixelcnn": [("pixelcnn", "tiny")],
     "gated_pixelcnn": [("gated_pixelcnn", "tiny")],
+    "pixelsnail": [("pixelsnail", "tiny")],
     "vsc": [("vsc", "tiny,data=binarized_mnist"), ("vsc", "tiny,data=binarized_mnist,alpha=1"),
             ("vsc", "tiny,data=binarized_mnist,architecture=conv")],
     "conv_vae": [("conv_vae", "tiny")],

@@ -4,7 +4,7 @@ A masked k×k convolution's output at (r, c) sees the input rows above r and, in
 left of c (mask "A", the first layer) or up to and including c (mask "B"). Since it never sees the
 rows below r, its output row r needs only input rows r − k//2 … r: `call_row` computes one output
 row from that window, which is what lets a sampler recompute one row per pixel instead of the
-whole image.
+whole image, and `call_pixel` one output pixel from its window (PixelSNAIL's sampler).
 """
 
 import keras
@@ -79,3 +79,8 @@ class MaskedConv2D(keras.layers.Layer):
   def call_row(self, window):
     """Output row r from input rows r − height + 1 … r ([B, height, W, in]) -> [B, 1, W, out]."""
     return self._conv(window, 0)
+
+  def call_pixel(self, patch):
+    """Output pixel (r, c) from its input window, rows r − height + 1 … r and columns
+    c − width//2 … c + width − 1 − width//2, laid out [height, width, B, in] -> [B, out]."""
+    return tf.einsum("hwbi,hwio->bo", patch, self.kernel * self.mask) + self.bias

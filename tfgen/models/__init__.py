@@ -7,6 +7,7 @@ from tfgen.models import made
 from tfgen.models import matnet
 from tfgen.models import nade
 from tfgen.models import pixelcnn
+from tfgen.models import pixelsnail
 from tfgen.models import ssvae
 from tfgen.models import vae
 from tfgen.models import vsc

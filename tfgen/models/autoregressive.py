@@ -1,8 +1,10 @@
 """What the fully observed autoregressive models share: exact likelihoods, sampling, inpainting.
 
 Every model here factorises p(x) = ∏_d p(x_{o(d)} | x_{o(<d)}) over the pixels in an ordering o
-(raster order unless a model says otherwise). Pixels are Bernoulli for binary data and 256-way
-categorical over 8-bit intensities otherwise, so the log-likelihood is exact, in nats.
+(raster order unless a model says otherwise). Pixels are Bernoulli for binary data and K-way
+categorical otherwise (K = 256 over 8-bit intensities; K = the codebook size when the model is the
+prior over a VQ-VAE's code grid, level k stored as k / (K − 1)), so the log-likelihood is exact,
+in nats.
 
 Sampling runs pixel by pixel inside one `tf.while_loop` (subclasses implement `_sample_loop`);
 `conditioned_on` turns it into inpainting: pixels with a value in [0, 1] are kept, pixels marked
@@ -31,23 +33,24 @@ class AutoregressiveModel(base.GenerativeModel):
 
   Args:
     image_shape: (H, W, C).
-    num_levels: 2 for binary pixels (Bernoulli), 256 for 8-bit intensities (categorical).
+    num_levels: 2 for binary pixels (Bernoulli); K > 2 for K-way categorical pixels (256 for
+      8-bit intensities), level k stored as k / (K − 1).
   """
 
   def __init__(self, image_shape, num_levels: int = 2, **kwargs):
     super().__init__(image_shape, **kwargs)
-    if num_levels not in (2, 256):
-      raise errors.ConfigError(f"num_levels must be 2 or 256, got {num_levels}")
-    self.num_levels = num_levels
+    if int(num_levels) < 2:
+      raise errors.ConfigError(f"num_levels must be at least 2, got {num_levels}")
+    self.num_levels = int(num_levels)
 
   @property
   def num_outputs(self) -> int:
-    """Logits per pixel: 1 for a Bernoulli, 256 for a categorical."""
+    """Logits per pixel: 1 for a Bernoulli, K for a categorical."""
     return 1 if self.num_levels == 2 else self.num_levels
 
   @abc.abstractmethod
   def logits(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-    """Logits of every conditional given x: [B, H, W, C] (binary) or [B, H, W, C, 256]."""
+    """Logits of every conditional given x: [B, H, W, C] (binary) or [B, H, W, C, K]."""
 
   def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
     """The product of the per-pixel conditionals; event shape [H, W, C]."""
@@ -56,8 +59,8 @@ class AutoregressiveModel(base.GenerativeModel):
     return tfd.Independent(tfd.Categorical(logits=logits, dtype=tf.float32), 3)
 
   def targets(self, x: tf.Tensor) -> tf.Tensor:
-    """Pixel values as the distribution sees them: {0, 1}, or intensities 0..255."""
-    return x if self.num_levels == 2 else tf.round(x * 255.0)
+    """Pixel values as the distribution sees them: {0, 1}, or levels 0..K − 1."""
+    return x if self.num_levels == 2 else tf.round(x * (self.num_levels - 1.0))
 
   @classmethod
   def data_kwargs(cls, info):
@@ -183,12 +186,13 @@ class AutoregressiveModel(base.GenerativeModel):
     """Runs the sampler; returns (draws, conditional means), both [num, H, W, C] in [0, 1]."""
 
   def draw_pixel(self, logits: tf.Tensor, seed: tf.Tensor):
-    """One pixel per image from its logits ([num] or [num, 256]); returns (value, mean) in [0, 1]."""
+    """One pixel per image from its logits ([num] or [num, K]); returns (value, mean) in [0, 1]."""
     if self.num_levels == 2:
       probs = tf.sigmoid(logits)
       value = tf.cast(tf.random.stateless_uniform(tf.shape(probs), seed=seed) < probs, tf.float32)
       return value, probs
     level = tf.random.stateless_categorical(logits, 1, seed=seed, dtype=tf.int32)[:, 0]
     probs = tf.nn.softmax(logits)
-    mean = tf.reduce_sum(probs * tf.range(256, dtype=tf.float32), axis=-1) / 255.0
-    return tf.cast(level, tf.float32) / 255.0, mean
+    top = self.num_levels - 1.0
+    mean = tf.reduce_sum(probs * tf.range(self.num_levels, dtype=tf.float32), axis=-1) / top
+    return tf.cast(level, tf.float32) / top, mean

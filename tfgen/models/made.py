@@ -64,7 +64,7 @@ class MADE(autoregressive.AutoregressiveModel):
     num_masks: connectivities trained (and available to the ensemble).
     num_eval_masks: masks averaged by log_prob (1: the first mask alone).
     ordering: "natural" or "random".
-    num_levels: 2 or 256.
+    num_levels: 2 (Bernoulli) or K > 2 (K-way categorical).
     seed: draws the ordering and the hidden degrees.
   """
 

@@ -104,7 +104,7 @@ class PixelCNN(_PixelModelBase):
     num_blocks: residual blocks (15 at paper scale).
     channels: width of the residual stream (128 at paper scale); blocks narrow to half of it.
     first_kernel_size: k of the first, k×k mask-A convolution (7 in the paper).
-    num_levels: 2 or 256.
+    num_levels: 2 (Bernoulli) or K > 2 (K-way categorical).
   """
 
   def __init__(self, image_shape, num_blocks: int = 15, channels: int = 128,
@@ -174,7 +174,7 @@ class GatedPixelCNN(_PixelModelBase):
     first_kernel_size: k of the first layer's convolutions (7 in the paper).
     class_conditional: condition every gate on the image's class (read from batch["label"]).
     num_classes: classes of the data (from the data); used when class_conditional.
-    num_levels: 2 or 256.
+    num_levels: 2 (Bernoulli) or K > 2 (K-way categorical).
   """
 
   DATA_FIELDS = ("num_levels", "num_classes")
