@@ -71,3 +71,30 @@ def truncated_manual_dir(binarized_mnist_dir, tmp_path) -> pathlib.Path:
   with open(binarized_mnist_dir / "binarized_mnist_train.amat", "rb") as f:
     (manual / "binarized_mnist_train.amat").write_bytes(f.read(1_000_000))
   return manual
+
+
+_STAGE1_RUNS = {}
+
+
+def untrained_vqvae_run(image_shape=(28, 28, 1)) -> str:
+  """A workdir holding a tiny stage-1 VQ-VAE (config, data description, one checkpoint), made
+  without data or training, once per process: for tests of stage 2 that need any stage 1."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfgen import data  # pylint: disable=g-import-not-at-top
+  from tfgen import models  # pylint: disable=g-import-not-at-top
+  from tfgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  if image_shape in _STAGE1_RUNS:
+    return _STAGE1_RUNS[image_shape]
+  workdir = tempfile.mkdtemp(prefix="vqvae_stage1_")
+  config = load_config("vqvae", "tiny")
+  info = data.DataInfo(config.data.name, image_shape, "fixed", {"train": 0}, num_classes=10)
+  model = models.build(config.model, info)
+  model.build_for_images()
+  config_lib.save(config, workdir)
+  workdir_lib.save_data_info(info, workdir)
+  workdir_lib.checkpoint_manager(tf.train.Checkpoint(model=model), workdir, 1).save(
+      checkpoint_number=1)
+  _STAGE1_RUNS[image_shape] = workdir
+  return workdir

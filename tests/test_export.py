@@ -38,7 +38,8 @@ def _bin(name):
 TOOL_CASES = [c for c in CASES if (c[1], c[2]) in {("iwae", "tiny"), ("nade", "tiny"),
                                                      ("ssvae", "tiny")}]
 # The flows (8-bit data) are exported, reloaded without tfgen and checked in tests/test_flow.py.
-EXPORT_CASES = [c for c in CASES if c[1] != "flow"]
+# So are the VQ-VAEs (integer code grids), in tests/test_vqvae.py.
+EXPORT_CASES = [c for c in CASES if c[1] not in ("flow", "vqvae")]
 _RUNS = {}  # case -> (workdir, saved_model dir), shared by the fixtures below.
 
 

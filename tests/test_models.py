@@ -9,6 +9,7 @@ from tfgen import errors
 from tfgen import models
 from tfgen import seeding
 from tests.conftest import load_config
+from tests.conftest import untrained_vqvae_run
 
 # Each registered model with a tiny config variant that builds it.
 TINY_VARIANTS = {
@@ -19,7 +20,6 @@ TINY_VARIANTS = {
     "matnet": [("matnet", "tiny,fc"), ("matnet", "tiny")],
     "pixelcnn": [("pixelcnn", "tiny")],
     "gated_pixelcnn": [("gated_pixelcnn", "tiny")],
-    "pixelsnail": [("pixelsnail", "tiny")],
     "vsc": [("vsc", "tiny,data=binarized_mnist"), ("vsc", "tiny,data=binarized_mnist,alpha=1"),
             ("vsc", "tiny,data=binarized_mnist,architecture=conv")],
     "conv_vae": [("conv_vae", "tiny")],
@@ -27,6 +27,9 @@ TINY_VARIANTS = {
     "realnvp": [("flow", "tiny")],
     "glow": [("flow", "tiny,arch=glow")],
     "maf": [("flow", "tiny,arch=maf")],
+    "pixelsnail": [("pixelsnail", "tiny")],
+    "vqvae": [("vqvae", "tiny"), ("vqvae", "tiny,codebook=loss")],
+    "vqvae_prior": [("vqvae", "tiny,stage=2"), ("vqvae", "tiny,stage=2,prior=gated_pixelcnn")],
 }
 CASES = [(name, cfg, variant) for name, variants in TINY_VARIANTS.items()
          for cfg, variant in variants]
@@ -38,6 +41,8 @@ def test_every_registered_model_has_a_tiny_variant():
 
 def _build(config_name, variant):
   config = load_config(config_name, variant)
+  if config.model.get("stage1_workdir") == "":  # A VQ-VAE prior needs a stage-1 run.
+    config.model.stage1_workdir = untrained_vqvae_run()
   # Binary data unless the config asks for 8-bit intensities (the flows).
   binarization = "none" if config.data.binarization == "none" else "fixed"
   info = data.DataInfo(config.data.name, (28, 28, 1), binarization, {"train": 0}, num_classes=10)

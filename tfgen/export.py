@@ -26,6 +26,9 @@ chunks and converts pixels, for any model alike. The families declare these:
       kept, the others drawn given the pixels before them (autoregressive models).
   Normalizing flows: log_prob(images, num_importance_samples) with that many dequantizations,
       encode(images) -> latents [B, H·W·C] (the bijection), decode(latents) -> images.
+  VQ-VAEs: encode(images) -> codes: int32 [B, h, w] (the nearest codebook entries),
+      decode(codes: int32 [B, h, w]) -> images, probabilities; log_prob is the bound
+      log p(x | z_q(x)) + log p(z_q(x)) (uniform prior before stage 2).
 
 Randomness is stateless: `sample` draws from its `seed` input, so one seed always gives the same
 images; `log_prob` and `encode` draw with a fixed seed, so they are deterministic too.
@@ -217,8 +220,8 @@ class _Served:
     self._max_value = 1 if info.binary else 255
     kinds = [i.kind for i in signature.inputs]
     # The items a request works through: its images, else latents, else a count, else labels.
-    self._items = next(k for k in (caps.IMAGES, caps.LATENTS, caps.NUM_SAMPLES, caps.LABELS, None)
-                       if k is None or k in kinds)
+    self._items = next(k for k in (caps.IMAGES, caps.LATENTS, caps.CODES, caps.NUM_SAMPLES,
+                                   caps.LABELS, None) if k is None or k in kinds)
     self._outputs = {key: (tf.uint8 if dtype == caps.PIXELS else dtype,
                            self._image_shape if shape == caps.IMAGE else tuple(shape))
                      for key, (dtype, shape) in signature.outputs.items()}
@@ -278,6 +281,20 @@ class _Served:
                  f"{self.name}: `latents` must be finite; got NaN or infinite values:",
                  tf.reduce_sum(tf.cast(tf.logical_not(finite), tf.int32)))
 
+  def _codes_in(self, codes: tf.Tensor, size: int, shape) -> tf.Tensor:
+    """Checks int32 code grids [B, *shape] with values 0..size − 1."""
+    dims = ", ".join(str(d) for d in shape)
+    spec = f"int32 [batch, {dims}] with values 0..{size - 1}"
+    codes = _gate(codes, _shape_fits(codes, (-1,) + tuple(shape)),
+                  lambda: tf.zeros([0, *shape], tf.int32),
+                  f"{self.name}: `codes` must be {spec}; got shape", tf.shape(codes),
+                  shape=[None, *shape])
+    codes = self._batch_capped("codes", codes, self._limits.max_batch_size, "max_batch_size",
+                               "code grids")
+    return _gate(codes, tf.reduce_all((codes >= 0) & (codes < size)), lambda: codes[:0],
+                 f"{self.name}: `codes` must be {spec}; got a value out of range",
+                 tf.reduce_min(codes), tf.reduce_max(codes))
+
   def _count_in(self, name: str, value: tf.Tensor, limit: int, limit_name: str) -> tf.Tensor:
     """Checks an int32 scalar 1..limit."""
     message = f"{self.name}: `{name}` must be an int32 scalar >= 1"
@@ -316,6 +333,9 @@ class _Served:
     if caps.LATENTS in values:
       checked[caps.LATENTS] = self._latents_in(values[caps.LATENTS],
                                                sig.input(caps.LATENTS).size)
+    if caps.CODES in values:
+      spec = sig.input(caps.CODES)
+      checked[caps.CODES] = self._codes_in(values[caps.CODES], spec.size, spec.shape)
     if caps.KNOWN in values:
       checked[caps.KNOWN] = self._known_in(values[caps.KNOWN], checked[caps.IMAGES])
     if caps.LABELS in values:

@@ -142,9 +142,15 @@ class Trainer:
       loss = tf.nn.compute_average_loss(per_example_loss, global_batch_size=self.global_batch_size)
       if self.model.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+    # Statistics for state outside the gradient (an EMA codebook), from the weights the loss saw.
+    statistics = self.model.step_statistics(batch, seed)
     variables = self.model.trainable_variables
     gradients = tape.gradient(loss, variables)
     self.optimizer.apply_gradients(zip(gradients, variables))
+    if statistics:
+      totals = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                              statistics)
+      self.model.apply_step_statistics(totals)
     averages = {name: tf.nn.compute_average_loss(value, global_batch_size=self.global_batch_size)
                 for name, value in metrics.items()}
     averages["loss"] = loss

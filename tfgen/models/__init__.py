@@ -10,10 +10,11 @@ from tfgen.models import pixelcnn
 from tfgen.models import pixelsnail
 from tfgen.models import ssvae
 from tfgen.models import vae
+from tfgen.models import vqvae
 from tfgen.models import vsc
 from tfgen.models.autoregressive import AutoregressiveModel
 from tfgen.models.base import GenerativeModel, LatentVariableModel
-from tfgen.models.registry import MODELS, build, model_config
+from tfgen.models.registry import MODELS, build, load_frozen, model_config
 
 __all__ = ["AutoregressiveModel", "GenerativeModel", "LatentVariableModel", "MODELS", "build",
-           "model_config"]
+           "load_frozen", "model_config"]

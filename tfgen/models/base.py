@@ -178,6 +178,23 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
     """
     del epoch
 
+  def step_statistics(self, batch: Dict[str, tf.Tensor], seed: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Sums over this replica's examples that `apply_step_statistics` turns into updates.
+
+    For state that is not learned by gradients, such as a VQ-VAE's codebook kept by exponential
+    moving averages. The training loop calls it in each replica with the weights the step's loss
+    saw, sums the result over all replicas, and after the gradient update passes the totals to
+    `apply_step_statistics` in every replica, so each applies the same update and a run on N
+    replicas updates as one on a single device does. Default: nothing.
+    """
+    del batch, seed
+    return {}
+
+  def apply_step_statistics(self, totals: Dict[str, tf.Tensor]) -> None:
+    """Updates the model's non-gradient state from `step_statistics` summed over the replicas.
+    Variables it assigns are created with aggregation "only_first_replica"."""
+    del totals
+
   # --- The contract -----------------------------------------------------------------------------
 
   @abc.abstractmethod

@@ -26,13 +26,14 @@ from tfgen import errors
 IMAGES = "images"                  # uint8 [B, H, W, C]; the function gets float32 in [0, 1].
 KNOWN = "known"                    # uint8 [B, H, W, C], a mask the shape of the images.
 LATENTS = "latents"                # float32 [B, size], finite.
+CODES = "codes"                    # int32 [B, *shape] in 0..size − 1: a grid of discrete codes.
 LABELS = "labels"                  # int32 [B] in 0..size − 1, one per image or latent if any.
 SEED = "seed"                      # int32 [2]; the function gets a seed per chunk.
 NUM_SAMPLES = "num_samples"        # int32 scalar >= 1: how many items to draw.
 NUM_IMPORTANCE_SAMPLES = "num_importance_samples"  # int32 scalar >= 1, passed whole.
-INPUT_KINDS = (IMAGES, KNOWN, LATENTS, LABELS, SEED, NUM_SAMPLES, NUM_IMPORTANCE_SAMPLES)
+INPUT_KINDS = (IMAGES, KNOWN, LATENTS, CODES, LABELS, SEED, NUM_SAMPLES, NUM_IMPORTANCE_SAMPLES)
 # Inputs whose rows are the items of a request, sliced into chunks.
-BATCHED = (IMAGES, KNOWN, LATENTS, LABELS)
+BATCHED = (IMAGES, KNOWN, LATENTS, CODES, LABELS)
 
 # Output markers: PIXELS values are floats in [0, 1] that the SavedModel serves as uint8 (0..1
 # for binary data, 0..255 otherwise); IMAGE stands for the image shape (H, W, C).
@@ -46,10 +47,12 @@ class Input:
 
   Attributes:
     kind: one of INPUT_KINDS; the input's name in the SavedModel is the kind.
-    size: LATENTS: the latent size; LABELS: the number of classes.
+    size: LATENTS: the latent size; LABELS: the number of classes; CODES: the codebook size.
+    shape: CODES: the shape of one item's code grid, e.g. (7, 7).
   """
   kind: str
   size: int = 0
+  shape: Tuple[int, ...] = ()
 
   def __post_init__(self):
     if self.kind not in INPUT_KINDS:

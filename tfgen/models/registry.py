@@ -2,8 +2,10 @@
 
 import ml_collections
 
+from tfgen import config as config_lib
 from tfgen import errors
 from tfgen import registry
+from tfgen import workdir as workdir_lib
 
 MODELS = registry.Registry("model")
 
@@ -35,3 +37,25 @@ def model_config(name: str, **overrides) -> ml_collections.ConfigDict:
     # Nested sequences stay tuples, so a command-line override of a field keeps its type.
     config[key] = value
   return config
+
+
+def load_frozen(workdir: str):
+  """The model of another run, rebuilt from its config and newest checkpoint, frozen.
+
+  For models built on a trained one (a VQ-VAE prior on its stage-1 codes): the weights are not
+  trainable, so the training loop's optimizer never touches them; they are part of the new
+  model, so its own checkpoints hold them too.
+
+  Raises:
+    WorkdirError: workdir holds no run, no data description or no checkpoint that fits.
+  """
+  saved = config_lib.load_from_workdir(workdir)
+  info = workdir_lib.load_data_info(workdir)
+  if info is None:
+    raise errors.WorkdirError(f"{workdir!r} records no data description (data_info.json); "
+                              "was it trained by tfgen-train?")
+  model = build(saved.model, info)
+  model.build_for_images()
+  workdir_lib.restore_model(model, workdir)
+  model.trainable = False
+  return model
