@@ -95,14 +95,25 @@ def main():
   out = {}
   if MODE == "mirrored":
     workdir = sys.argv[2]
-    for name, strategy in [("one", tf.distribute.get_strategy()),
-                           ("two", train.make_strategy("mirrored"))]:
+    # One strategy of each kind for the whole process: a second MirroredStrategy in one process
+    # would reuse the first one's collective keys.
+    strategies = [("one", tf.distribute.get_strategy()), ("two", train.make_strategy("mirrored"))]
+    for name, strategy in strategies:
       assert strategy.num_replicas_in_sync == (2 if name == "two" else 1)
       out[name] = {}
       for epochs in (1, 2):  # Stopped after one epoch, then started again for a second.
         result = train.train(toy_config(epochs), f"{workdir}/{name}", strategy=strategy,
                              show_progress=False)
         out[name][f"epochs{epochs}"] = trained(result)
+    # A VQ-VAE's EMA codebook is updated from step statistics summed over the replicas.
+    for name, strategy in strategies:
+      config = toy_config(1)
+      config.model = models.model_config("vqvae", num_codes=4, code_size=2, channels=4,
+                                         num_residual=1, downsampling=1)
+      result = train.train(config, f"{workdir}/vq_{name}", strategy=strategy,
+                           show_progress=False)
+      out[f"vqvae_{name}"] = trained(result)
+      out[f"vqvae_{name}"]["codebook"] = result.model.quantizer.codebook.numpy().tolist()
     config = toy_config()
     config.train.batch_size = 9  # Not a multiple of the 2 replicas.
     try:

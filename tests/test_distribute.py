@@ -99,6 +99,14 @@ def test_two_replicas_make_the_same_updates_as_one(one_process):
   assert "must be a multiple of the 2 replicas" in one_process["odd_batch_error"]
 
 
+def test_two_replicas_update_an_ema_codebook_as_one_does(one_process):
+  one, two = one_process["vqvae_one"], one_process["vqvae_two"]
+  _assert_same_weights(one["weights"], two["weights"])
+  # The EMA codebook, updated in cross-replica context from the summed statistics.
+  np.testing.assert_allclose(one["codebook"], two["codebook"], atol=1e-5)
+  assert one["step"] == two["step"] == STEPS_PER_EPOCH
+
+
 @pytest.fixture(scope="module")
 def multi_worker_run(tmp_path_factory):
   """Two worker processes trained for 1 epoch: (workdir, [(output, stderr)] per worker)."""

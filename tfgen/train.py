@@ -142,28 +142,31 @@ class Trainer:
       loss = tf.nn.compute_average_loss(per_example_loss, global_batch_size=self.global_batch_size)
       if self.model.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-    # Statistics for state outside the gradient (an EMA codebook), from the weights the loss saw.
+    # Statistics for state outside the gradient (an EMA codebook), from the weights the loss saw;
+    # `_one_step` sums them over the replicas and applies them.
     statistics = self.model.step_statistics(batch, seed)
     variables = self.model.trainable_variables
     gradients = tape.gradient(loss, variables)
     self.optimizer.apply_gradients(zip(gradients, variables))
-    if statistics:
-      totals = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
-                                                              statistics)
-      self.model.apply_step_statistics(totals)
     averages = {name: tf.nn.compute_average_loss(value, global_batch_size=self.global_batch_size)
                 for name, value in metrics.items()}
     averages["loss"] = loss
-    return averages
+    return averages, statistics
 
   def _one_step(self, iterator):
     """One train step on every replica; returns (global mean metrics, step number)."""
     step = tf.cast(self.optimizer.iterations, tf.int64)
     self.model.update_schedules(tf.cast(step, tf.float32) / self.steps_per_epoch)
     step_seed = seeding.fold_in(self.base_seed, step)
-    per_replica = self.strategy.run(self._replica_step, args=(next(iterator), step_seed))
+    per_replica, statistics = self.strategy.run(self._replica_step,
+                                                args=(next(iterator), step_seed))
     metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                for k, v in per_replica.items()}
+    if statistics:
+      # In cross-replica context: one update of the (mirrored) state from the global batch.
+      self.model.apply_step_statistics(
+          {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+           for k, v in statistics.items()})
     return metrics, step
 
   def _train_steps_fn(self, iterator, num_steps):

@@ -184,15 +184,16 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
     For state that is not learned by gradients, such as a VQ-VAE's codebook kept by exponential
     moving averages. The training loop calls it in each replica with the weights the step's loss
     saw, sums the result over all replicas, and after the gradient update passes the totals to
-    `apply_step_statistics` in every replica, so each applies the same update and a run on N
-    replicas updates as one on a single device does. Default: nothing.
+    `apply_step_statistics` in cross-replica context, so the mirrored state gets one update from
+    the global batch and a run on N replicas updates as one on a single device does.
+    Default: nothing.
     """
     del batch, seed
     return {}
 
   def apply_step_statistics(self, totals: Dict[str, tf.Tensor]) -> None:
-    """Updates the model's non-gradient state from `step_statistics` summed over the replicas.
-    Variables it assigns are created with aggregation "only_first_replica"."""
+    """Updates the model's non-gradient state (non-trainable variables) from `step_statistics`
+    summed over the replicas; called in cross-replica context."""
     del totals
 
   # --- The contract -----------------------------------------------------------------------------

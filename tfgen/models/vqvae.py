@@ -81,8 +81,8 @@ class VectorQuantizer(keras.layers.Layer):
     del input_shape
     shape = (self.num_codes, self.code_size)
     init = keras.initializers.RandomUniform(-1.0 / self.num_codes, 1.0 / self.num_codes)
-    # EMA state is assigned identically in every replica after the loop sums the statistics.
-    state = dict(trainable=False, aggregation="only_first_replica") if self.ema else {}
+    # EMA state is assigned by the training loop in cross-replica context, not by gradients.
+    state = dict(trainable=False) if self.ema else {}
     self.codebook = self.add_weight(shape=shape, initializer=init, name="codebook", **state)
     if self.ema:
       # Counts start at 1 and sums at the initial entries, so m_k / N_k is the entry from step 0.
