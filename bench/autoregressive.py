@@ -1,4 +1,5 @@
-r"""Benchmark: training throughput and sampling time of the autoregressive models.
+r"""Benchmark: training throughput and sampling time of the autoregressive models (and of the
+VQ-VAE's two stages, whose prior is one).
 
 For each config given, trains `--steps` steps at `--batch_size` through the common training loop
 (after a warm-up call that traces) and reports examples per second, then times `--num_samples`
@@ -6,6 +7,8 @@ samples (after a warm-up draw that traces the sampler).
 
   python bench/autoregressive.py --manual_dir=../shared/data/binarized_mnist \
       --configs=nade,made,pixelcnn,gated_pixelcnn --num_samples=4
+  python bench/autoregressive.py --manual_dir=../shared/data/binarized_mnist \
+      --configs=pixelsnail,vqvae,vqvae:stage=2 --overrides=model.stage1_workdir=/tmp/vq1
 """
 
 import importlib.util
@@ -25,6 +28,8 @@ _CONFIGS = flags.DEFINE_list("configs", ["nade", "made", "pixelcnn", "gated_pixe
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Training batch size.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed training steps.")
 _SAMPLES = flags.DEFINE_integer("num_samples", 4, "Images per timed sampling call.")
+_OVERRIDES = flags.DEFINE_list("overrides", [], "Config fields to set, KEY=VALUE each, e.g. "
+                               "model.stage1_workdir=/tmp/vq1 for a VQ-VAE prior.")
 
 
 def _config(spec):
@@ -49,6 +54,9 @@ def main(argv):
     config = _config(spec)
     config.data.manual_dir, config.data.data_dir = _MANUAL_DIR.value, _DATA_DIR.value
     config.train.batch_size = _BATCH.value
+    for override in _OVERRIDES.value:
+      key, _, value = override.partition("=")
+      config.update_from_flattened_dict({key: value})
     loaded = data.load(config.data, _BATCH.value, splits=("train",))
     model = models.build(config.model, loaded.info)
     model.build_for_images()
