@@ -25,6 +25,26 @@ def shared_data(*parts) -> pathlib.Path:
   return path
 
 
+# The start of a script that checks a SavedModel in a process that must not import tfgen.
+NO_TFGEN_PREAMBLE = r"""
+import importlib.abc, json, sys
+class _NoTfgen(importlib.abc.MetaPathFinder):
+  def find_spec(self, fullname, path, target=None):
+    if fullname == "tfgen" or fullname.startswith("tfgen."):
+      raise ImportError("this process must not import tfgen")
+sys.meta_path.insert(0, _NoTfgen())
+"""
+
+
+def run_app(name: str, *args):
+  """Runs the console script `name` of this environment (tfgen-train, ...), quietly."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  binary = os.path.join(os.path.dirname(sys.executable), name)
+  return subprocess.run([binary, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
 def load_config(name: str, variant: str = ""):
   """get_config(variant) of configs/NAME.py."""
   spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")

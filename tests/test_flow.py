@@ -12,6 +12,8 @@ from tfgen import errors
 from tfgen import seeding
 from tfgen.layers import flow as flow_layers
 from tfgen.models import flow
+from tests.conftest import NO_TFGEN_PREAMBLE
+from tests.conftest import run_app
 
 tfd = tfp.distributions
 
@@ -238,13 +240,7 @@ def test_invalid_hyperparameters_are_one_line_config_errors(build, match):
 
 # --- End to end: the flow through the generic apps, with no flow-specific code in them ----------
 
-_RELOAD = r"""
-import importlib.abc, json, sys
-class _NoTfgen(importlib.abc.MetaPathFinder):
-  def find_spec(self, fullname, path, target=None):
-    if fullname == "tfgen" or fullname.startswith("tfgen."):
-      raise ImportError("this process must not import tfgen")
-sys.meta_path.insert(0, _NoTfgen())
+_RELOAD = NO_TFGEN_PREAMBLE + r"""
 import numpy as np
 import tensorflow as tf
 loaded = tf.saved_model.load(sys.argv[1])
@@ -267,15 +263,6 @@ json.dump({"signatures": sorted(sig), "sample_shape": sample["images"].shape.as_
 """
 
 
-def _app(name, *args):
-  import os  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  binary = os.path.join(os.path.dirname(sys.executable), name)
-  return subprocess.run([binary, *args], capture_output=True, text=True, timeout=600, env=env)
-
-
 def test_train_evaluate_sample_export_and_reload_without_tfgen(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
@@ -283,12 +270,12 @@ def test_train_evaluate_sample_export_and_reload_without_tfgen(tmp_path):
   from tests.conftest import REPO, shared_data  # pylint: disable=g-import-not-at-top
   manual_dir = shared_data("mnist_5k")
   workdir, out = tmp_path / "run", tmp_path / "sm"
-  result = _app("tfgen-train", f"--config={REPO / 'configs' / 'flow.py'}:tiny,data=mnist_5k",
+  result = run_app("tfgen-train", f"--config={REPO / 'configs' / 'flow.py'}:tiny,data=mnist_5k",
                 f"--workdir={workdir}", f"--config.data.manual_dir={manual_dir}",
                 "--config.train.num_epochs=1")
   assert result.returncode == 0, result.stderr[-3000:]
   assert (workdir / "samples.png").exists()
-  result = _app("tfgen-evaluate", f"--workdir={workdir}", "--num_importance_samples=2")
+  result = run_app("tfgen-evaluate", f"--workdir={workdir}", "--num_importance_samples=2")
   assert result.returncode == 0, result.stderr[-3000:]
   with open(workdir / "evaluation_test_k2.json", encoding="utf-8") as f:
     results = json.load(f)
@@ -296,16 +283,16 @@ def test_train_evaluate_sample_export_and_reload_without_tfgen(tmp_path):
   assert results["num_importance_samples"] == 2 and results["binarization"] == "none"
   assert 0 < results["nll_bits_per_dim"] < 8.5
   assert results["bits_per_dim"] >= 0
-  result = _app("tfgen-sample", f"--workdir={workdir}", "--mode=temperatures", "--num=4",
+  result = run_app("tfgen-sample", f"--workdir={workdir}", "--mode=temperatures", "--num=4",
                 f"--out={tmp_path / 't.png'}")
   assert result.returncode == 0, result.stderr[-3000:]
   picture = tf.io.decode_png(tf.io.read_file(str(tmp_path / "t.png")))
   assert picture.shape == (5 * 29 + 1, 4 * 29 + 1, 1)  # A row per temperature.
-  result = _app("tfgen-sample", f"--workdir={workdir}", "--mode=traversal",
+  result = run_app("tfgen-sample", f"--workdir={workdir}", "--mode=traversal",
                 f"--out={tmp_path / 'x.png'}")
   assert result.returncode == 2 or result.returncode == 1
   assert "temperatures" in result.stderr and "Traceback" not in result.stderr
-  result = _app("tfgen-export", f"--workdir={workdir}", f"--out={out}")
+  result = run_app("tfgen-export", f"--workdir={workdir}", f"--out={out}")
   assert result.returncode == 0, result.stderr[-3000:]
   images = np.round(np.random.RandomState(0).uniform(size=(3, 28, 28, 1)) * 255).astype(np.uint8)
   np.savez(tmp_path / "inputs.npz", images=images)

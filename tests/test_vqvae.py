@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -14,8 +13,10 @@ from tfgen import errors
 from tfgen import models
 from tfgen import seeding
 from tfgen.models import vqvae
+from tests.conftest import NO_TFGEN_PREAMBLE
 from tests.conftest import REPO
 from tests.conftest import load_config
+from tests.conftest import run_app
 from tests.conftest import untrained_vqvae_run
 
 SHAPE = (8, 8, 1)
@@ -146,13 +147,7 @@ def test_invalid_settings_are_one_line_config_errors(build, match):
 
 # --- Both stages through the generic apps --------------------------------------------------------
 
-_RELOAD = r"""
-import importlib.abc, json, sys
-class _NoTfgen(importlib.abc.MetaPathFinder):
-  def find_spec(self, fullname, path, target=None):
-    if fullname == "tfgen" or fullname.startswith("tfgen."):
-      raise ImportError("this process must not import tfgen")
-sys.meta_path.insert(0, _NoTfgen())
+_RELOAD = NO_TFGEN_PREAMBLE + r"""
 import numpy as np
 import tensorflow as tf
 sig = tf.saved_model.load(sys.argv[1]).signatures
@@ -178,32 +173,26 @@ json.dump({"signatures": sorted(sig), "sample_shape": sample["images"].shape.as_
 """
 
 
-def _app(name, *args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  binary = os.path.join(os.path.dirname(sys.executable), name)
-  return subprocess.run([binary, *args], capture_output=True, text=True, timeout=600, env=env)
-
-
 def test_two_stages_train_evaluate_sample_export_and_reload_without_tfgen(
     binarized_mnist_dir, tfds_data_dir, tmp_path):
   data = [f"--config.data.manual_dir={binarized_mnist_dir}",
           f"--config.data.data_dir={tfds_data_dir}", "--config.train.num_epochs=1"]
   config = REPO / "configs" / "vqvae.py"
   stage1, stage2, out = tmp_path / "vq1", tmp_path / "vq2", tmp_path / "sm"
-  result = _app("tfgen-train", f"--config={config}:tiny", f"--workdir={stage1}", *data)
+  result = run_app("tfgen-train", f"--config={config}:tiny", f"--workdir={stage1}", *data)
   assert result.returncode == 0, result.stderr[-3000:]
   assert (stage1 / "reconstructions.png").exists()
   # Stage 2 without its stage-1 run: one clear line.
-  result = _app("tfgen-train", f"--config={config}:tiny,stage=2", f"--workdir={tmp_path / 'x'}",
+  result = run_app("tfgen-train", f"--config={config}:tiny,stage=2", f"--workdir={tmp_path / 'x'}",
                 *data)
   assert result.returncode != 0 and "Traceback" not in result.stderr
   assert "set --config.model.stage1_workdir=RUN" in result.stderr
-  result = _app("tfgen-train", f"--config={config}:tiny,stage=2", f"--workdir={stage2}",
+  result = run_app("tfgen-train", f"--config={config}:tiny,stage=2", f"--workdir={stage2}",
                 f"--config.model.stage1_workdir={stage1}", *data)
   assert result.returncode == 0, result.stderr[-3000:]
   assert (stage2 / "samples.png").exists() and (stage2 / "reconstructions.png").exists()
 
-  result = _app("tfgen-evaluate", f"--workdir={stage2}")
+  result = run_app("tfgen-evaluate", f"--workdir={stage2}")
   assert result.returncode == 0, result.stderr[-3000:]
   with open(stage2 / "evaluation_test_k1.json", encoding="utf-8") as f:
     results = json.load(f)
@@ -215,11 +204,11 @@ def test_two_stages_train_evaluate_sample_export_and_reload_without_tfgen(
   assert 1 <= results["code_perplexity"] <= 8 and 0 <= results["dead_codes"] < 8
 
   for mode in ("samples", "reconstructions"):
-    result = _app("tfgen-sample", f"--workdir={stage2}", f"--mode={mode}", "--num=4",
+    result = run_app("tfgen-sample", f"--workdir={stage2}", f"--mode={mode}", "--num=4",
                   f"--out={tmp_path / (mode + '.png')}")
     assert result.returncode == 0, result.stderr[-3000:]
 
-  result = _app("tfgen-export", f"--workdir={stage2}", f"--out={out}")
+  result = run_app("tfgen-export", f"--workdir={stage2}", f"--out={out}")
   assert result.returncode == 0, result.stderr[-3000:]
   trained = __import__("tfgen.evaluate", fromlist=["load_trained"]).load_trained(
       str(stage2), splits=("test",))

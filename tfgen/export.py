@@ -219,7 +219,8 @@ class _Served:
     self._image_shape = tuple(info.image_shape)
     self._max_value = 1 if info.binary else 255
     kinds = [i.kind for i in signature.inputs]
-    # The items a request works through: its images, else latents, else a count, else labels.
+    # The items a request works through: its images, else latents, else code grids, else a count,
+    # else labels.
     self._items = next(k for k in (caps.IMAGES, caps.LATENTS, caps.CODES, caps.NUM_SAMPLES,
                                    caps.LABELS, None) if k is None or k in kinds)
     self._outputs = {key: (tf.uint8 if dtype == caps.PIXELS else dtype,

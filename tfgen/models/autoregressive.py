@@ -185,6 +185,18 @@ class AutoregressiveModel(base.GenerativeModel):
   def _sample_loop(self, num, seed, known, values):
     """Runs the sampler; returns (draws, conditional means), both [num, H, W, C] in [0, 1]."""
 
+  @staticmethod
+  def place_pixel(image, means, known, values, r, c, value, mean):
+    """Writes pixel (r, c) of every image: its draw (or the known value, when inpainting) into
+    `image` and its conditional mean into `means`, both [num, H, W, 1]; returns (value, image,
+    means) with value [num] as written."""
+    num = tf.shape(image)[0]
+    value = tf.where(known[:, r, c, 0], values[:, r, c, 0], value)
+    index = tf.stack([tf.range(num), tf.fill([num], r), tf.fill([num], c),
+                      tf.zeros([num], tf.int32)], axis=1)
+    return (value, tf.tensor_scatter_nd_update(image, index, value),
+            tf.tensor_scatter_nd_update(means, index, mean))
+
   def draw_pixel(self, logits: tf.Tensor, seed: tf.Tensor):
     """One pixel per image from its logits ([num] or [num, K]); returns (value, mean) in [0, 1]."""
     if self.num_levels == 2:

@@ -82,11 +82,7 @@ class _PixelModelBase(autoregressive.AutoregressiveModel):
       logits_row, caches = self._row_logits(image, r, caches, conditioning)  # [B, W, out]
       logits = logits_row[:, c, 0] if self.num_levels == 2 else logits_row[:, c]
       value, mean = self.draw_pixel(logits, seeding.fold_in(seed, t))
-      value = tf.where(known[:, r, c, 0], values[:, r, c, 0], value)
-      index = tf.stack([tf.range(num), tf.fill([num], r), tf.fill([num], c),
-                        tf.zeros([num], tf.int32)], axis=1)
-      image = tf.tensor_scatter_nd_update(image, index, value)
-      means = tf.tensor_scatter_nd_update(means, index, mean)
+      _, image, means = self.place_pixel(image, means, known, values, r, c, value, mean)
       return t + 1, image, means, caches
 
     zeros = tf.zeros(tf.concat([[num], self.image_shape], 0))

@@ -273,13 +273,8 @@ class PixelSNAIL(autoregressive.AutoregressiveModel):
       ops = _OnePixel(self, t, state)
       logits = self._network(ops, conditioning, lambda cond: cond)
       value, mean = self.draw_pixel(logits, seeding.fold_in(seed, t))
-      value = tf.where(known[:, r, c, 0], values[:, r, c, 0], value)
-      state = ops.remember(self._scaled(value)[:, None])
-      index = tf.stack([tf.range(num), tf.fill([num], r), tf.fill([num], c),
-                        tf.zeros([num], tf.int32)], axis=1)
-      image = tf.tensor_scatter_nd_update(image, index, value)
-      means = tf.tensor_scatter_nd_update(means, index, mean)
-      return t + 1, image, means, state
+      value, image, means = self.place_pixel(image, means, known, values, r, c, value, mean)
+      return t + 1, image, means, ops.remember(self._scaled(value)[:, None])
 
     zeros = tf.zeros(tf.concat([[num], self.image_shape], 0))
     _, image, means, _ = tf.while_loop(lambda t, *_: t < h * w, step,

@@ -145,10 +145,31 @@ def codebook_usage(codes: np.ndarray, num_codes: int) -> Dict[str, float]:
 
 
 class _CodeGridTools:
-  """What both stages declare: codebook usage in evaluation, the code-grid signatures,
-  reconstructions. Needs `codes`, `decode`, `num_codes`, `code_shape` and `learned_prior`."""
+  """What both stages share: codebook usage in evaluation, the code-grid signatures,
+  reconstructions, and the bound. Needs `codes`, `decode`, `prior_log_prob`, `num_codes`,
+  `code_shape` and `learned_prior`."""
 
   learned_prior = False  # Stage 1 decodes uniformly drawn codes: not worth a picture.
+
+  def bounds(self, batch, seed):
+    """log p(x | z_q(x)) + log p(k(x)) ("log_prob"), −log p(x | z_q) ("distortion") and
+    −log p(k) ("rate"), [B] each, with the stage's prior (`prior_log_prob`)."""
+    del seed
+    x = self.images(batch)
+    codes = self.codes(x)
+    log_likelihood = self.decode(codes).log_prob(x)
+    log_prior = self.prior_log_prob(codes, batch)
+    return {"log_prob": log_likelihood + log_prior, "distortion": -log_likelihood,
+            "rate": -log_prior}
+
+  def log_prob(self, batch, seed=None, num_importance_samples=None):
+    """The bound log p(x | z_q(x)) + log p(k(x)) in nats, [B] (deterministic)."""
+    del num_importance_samples
+    return self.bounds(batch, seed)["log_prob"]
+
+  def log_prob_samples(self, num_importance_samples):
+    del num_importance_samples
+    return 1  # One posterior draw, the point mass: a bound, whatever k is asked for.
 
   def evaluation_terms(self, batch, seed, num_importance_samples):
     terms, collected = super().evaluation_terms(batch, seed, num_importance_samples)
@@ -304,8 +325,9 @@ class VQVAE(_CodeGridTools, base.GenerativeModel):
     del training
     return self._decode_vectors(self.quantizer.lookup(codes))
 
-  def prior_log_prob(self, codes: tf.Tensor) -> tf.Tensor:
+  def prior_log_prob(self, codes: tf.Tensor, batch=None) -> tf.Tensor:
     """log p(k) of the uniform prior: −h·w·log K for every grid, [B]."""
+    del batch
     return tf.fill(tf.shape(codes)[:1], -math.prod(self.code_shape) * math.log(self.num_codes))
 
   # --- The contract -----------------------------------------------------------------------------
@@ -338,24 +360,6 @@ class VQVAE(_CodeGridTools, base.GenerativeModel):
 
   def apply_step_statistics(self, totals):
     self.quantizer.apply_ema(totals["code_counts"], totals["code_sums"])
-
-  def bounds(self, batch, seed):
-    del seed
-    x = self.images(batch)
-    codes = self.codes(x)
-    log_likelihood = self.decode(codes).log_prob(x)
-    log_prior = self.prior_log_prob(codes)
-    return {"log_prob": log_likelihood + log_prior, "distortion": -log_likelihood,
-            "rate": -log_prior}
-
-  def log_prob(self, batch, seed=None, num_importance_samples=None):
-    """The bound log p(x | z_q(x)) + log p(k(x)) in nats, [B] (deterministic)."""
-    del num_importance_samples
-    return self.bounds(batch, seed)["log_prob"]
-
-  def log_prob_samples(self, num_importance_samples):
-    del num_importance_samples
-    return 1  # One posterior draw, the point mass: a bound, whatever k is asked for.
 
   def sample_codes(self, num, seed) -> tf.Tensor:
     """Code grids from the prior, int32 [num, h, w] (uniform in stage 1)."""
@@ -456,24 +460,6 @@ class VQVAEWithPrior(_CodeGridTools, base.GenerativeModel):
     return -log_prior, {"prior_log_prob": log_prior,
                         "prior_bits_per_code": -log_prior / (math.prod(self.stage1.code_shape)
                                                              * math.log(2.0))}
-
-  def bounds(self, batch, seed):
-    del seed
-    x = self.images(batch)
-    codes = self.stage1.codes(x)
-    log_likelihood = self.stage1.decode(codes).log_prob(x)
-    log_prior = self.prior_log_prob(codes, batch)
-    return {"log_prob": log_likelihood + log_prior, "distortion": -log_likelihood,
-            "rate": -log_prior}
-
-  def log_prob(self, batch, seed=None, num_importance_samples=None):
-    """The bound log p(x | z_q(x)) + log p_prior(k(x)) in nats, [B] (deterministic)."""
-    del num_importance_samples
-    return self.bounds(batch, seed)["log_prob"]
-
-  def log_prob_samples(self, num_importance_samples):
-    del num_importance_samples
-    return 1
 
   def sample_codes(self, num, seed, labels=None):
     """Code grids drawn from the prior, int32 [num, h, w]."""
