@@ -114,6 +114,12 @@ def main():
                            show_progress=False)
       out[f"vqvae_{name}"] = trained(result)
       out[f"vqvae_{name}"]["codebook"] = result.model.quantizer.codebook.numpy().tolist()
+    # XLA: the whole update on one replica, the loss and gradients on each of two.
+    for name, strategy in strategies:
+      config = toy_config(1)
+      config.train.jit_compile = True
+      out[f"xla_{name}"] = trained(train.train(config, f"{workdir}/xla_{name}",
+                                               strategy=strategy, show_progress=False))
     config = toy_config()
     config.train.batch_size = 9  # Not a multiple of the 2 replicas.
     try:

@@ -107,6 +107,14 @@ def test_two_replicas_update_an_ema_codebook_as_one_does(one_process):
   assert one["step"] == two["step"] == STEPS_PER_EPOCH
 
 
+def test_two_replicas_make_the_same_xla_updates_as_one(one_process):
+  one, two = one_process["xla_one"], one_process["xla_two"]
+  assert one["step"] == two["step"] == STEPS_PER_EPOCH
+  _assert_same_weights(one["weights"], two["weights"])
+  # And the same as without XLA.
+  _assert_same_weights(one["weights"], one_process["one"]["epochs1"]["weights"])
+
+
 @pytest.fixture(scope="module")
 def multi_worker_run(tmp_path_factory):
   """Two worker processes trained for 1 epoch: (workdir, [(output, stderr)] per worker)."""

@@ -15,6 +15,7 @@ import ml_collections
 from tfgen import errors
 
 CONFIG_FILE = "config.json"
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -65,6 +66,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.steps_per_execution = 50
   # Validation bounds each this many epochs (0: never).
   config.train.eval_every_epochs = 5
+  # XLA (`jit_compile`) for the train step's loss and gradients and for the validation bounds.
+  # Every registered model compiles (tests/test_xla_precision.py); a config turns it on where
+  # bench/loop_speed.py measured it faster.
+  config.train.jit_compile = False
+  # "float32", or "mixed_bfloat16" / "mixed_float16": layers compute in 16 bits while weights,
+  # optimizer state, likelihoods and losses stay float32 (float16 adds dynamic loss scaling).
+  config.train.precision = "float32"
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_importance_samples = 5000
@@ -72,6 +80,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Importance samples drawn at once per example; bounds memory whatever num_importance_samples.
   config.eval.chunk_size = 500
   config.eval.split = "test"
+  # XLA for tfgen-evaluate's per-batch terms (the k-sample bounds and log_prob).
+  config.eval.jit_compile = False
 
   # tfgen-tune (docs/tuning.md). `space` maps hyperparameter names to the specs that
   # search_float / search_int / search_choice below make, each naming the config field it sets.
@@ -164,6 +174,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.max_checkpoints_to_keep > 0, "config.train.max_checkpoints_to_keep must be > 0")
   _require(train.steps_per_execution > 0, "config.train.steps_per_execution must be > 0")
   _require(train.eval_every_epochs >= 0, "config.train.eval_every_epochs must be >= 0")
+  _require(train.get("precision", "float32") in PRECISIONS,
+           f"config.train.precision must be one of {', '.join(PRECISIONS)}, got "
+           f"{train.get('precision')!r}")
   _require(ev.num_importance_samples > 0, "config.eval.num_importance_samples must be > 0, "
            f"got {ev.num_importance_samples}")
   _require(ev.batch_size > 0, f"config.eval.batch_size must be > 0, got {ev.batch_size}")
@@ -215,7 +228,7 @@ def save(config: ml_collections.ConfigDict, workdir: str) -> str:
 # its data files live, how it is evaluated or tuned. Any other field changes how its epochs are
 # trained, so a workdir that holds checkpoints refuses it.
 RESUMABLE_FIELDS = ("train.num_epochs", "train.checkpoint_every_epochs",
-                    "train.eval_every_epochs", "train.steps_per_execution",
+                    "train.eval_every_epochs", "train.steps_per_execution", "train.jit_compile",
                     "train.max_checkpoints_to_keep", "data.manual_dir", "data.data_dir")
 RESUMABLE_SECTIONS = ("eval.", "tuning.")
 HISTORY_FILE = "config_history.json"
@@ -267,7 +280,7 @@ def check_resume(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDic
     more = f" and {len(refused) - 6} more" if len(refused) > 6 else ""
     raise errors.ConfigError(
         f"workdir {workdir!r} holds a run trained with another config ({shown}{more}); a "
-        "resumed run keeps its config (only train.num_epochs, checkpoint/eval frequency, data "
+        "resumed run keeps its config (only train.num_epochs, checkpoint/eval frequency, XLA, data "
         "folders, eval.* and tuning.* may change). Use a new --workdir, with "
         f"--init_from={workdir} to start from its weights")
   return changes

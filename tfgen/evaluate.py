@@ -115,7 +115,9 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   model.importance_chunk_size = ev.chunk_size
   dataset = data.split(ev.split)
 
-  @tf.function
+  # XLA needs static shapes: the last batch of a split may be smaller, which costs one more
+  # compilation, not a fallback.
+  @tf.function(jit_compile=bool(ev.get("jit_compile", False)) or None)
   def batch_terms(batch, seed):
     return model.evaluation_terms(batch, seed, k)
 

@@ -66,6 +66,13 @@ def rmsprop_nesterov(config):
   return RMSpropNesterov(config.learning_rate, rho=config.rho, momentum=config.momentum)
 
 
-def build(train_config) -> keras.optimizers.Optimizer:
-  """The optimizer `train_config.optimizer`, at the config's initial learning rate."""
-  return OPTIMIZERS.get(train_config.optimizer)(train_config)
+def build(train_config, precision: str = "float32") -> keras.optimizers.Optimizer:
+  """The optimizer `train_config.optimizer`, at the config's initial learning rate.
+
+  With float16 compute it is wrapped in dynamic loss scaling (the training loop scales the loss
+  with `optimizer.scale_loss`; apply_gradients unscales and skips steps whose gradients overflow).
+  """
+  optimizer = OPTIMIZERS.get(train_config.optimizer)(train_config)
+  if precision == "mixed_float16":
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer

@@ -8,6 +8,7 @@ newest good checkpoint by itself), `--init_from`, TensorBoard, image grids, a pr
 workdir lock and non-finite losses.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -82,6 +83,19 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
                                                  tf.config.list_logical_devices("CPU")])
 
 
+@contextlib.contextmanager
+def compute_precision(precision: str = "float32"):
+  """Keras layers made inside compute in `precision` ("float32", "mixed_bfloat16" or
+  "mixed_float16"); their weights stay float32. Models cast what enters their likelihoods and
+  priors back to float32 (tfgen/distributions/parameters.py)."""
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(precision)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
 def default_strategy() -> tf.distribute.Strategy:
   """What `make_strategy("auto")` gives when TF_CONFIG is absent: Mirrored on several GPUs."""
   if len(tf.config.list_logical_devices("GPU")) > 1:
@@ -126,32 +140,54 @@ class Trainer:
   """
 
   def __init__(self, model, optimizer, strategy, global_batch_size: int, seed: int,
-               steps_per_epoch: int = 1):
+               steps_per_epoch: int = 1, jit_compile: bool = False):
     self.model, self.optimizer, self.strategy = model, optimizer, strategy
     self.global_batch_size = global_batch_size
     self.steps_per_epoch = float(max(steps_per_epoch, 1))
     self.base_seed = seeding.as_seed(seed)
+    self.jit_compile = bool(jit_compile)
+    self.first_call_logged = False
+    # XLA compiles the per-replica computation, not the loop around it (the data iterator stays
+    # outside). On one replica that is the whole update, so the optimizer's many small per-weight
+    # ops fuse too; on several, the optimizer's cross-replica update stays outside and XLA
+    # compiles the loss, gradients and statistics.
+    one_replica = strategy.num_replicas_in_sync == 1 and not isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    self._gradients, self._update = self._gradients_fn, self._update_fn
+    if self.jit_compile and one_replica:
+      self._update = tf.function(self._update_fn, jit_compile=True)
+    elif self.jit_compile:
+      self._gradients = tf.function(self._gradients_fn, jit_compile=True)
     self._train_steps = tf.function(self._train_steps_fn)
-    self._eval_step = tf.function(self._eval_step_fn)
+    self._eval_step = tf.function(self._eval_step_fn, jit_compile=self.jit_compile or None)
 
-  def _replica_step(self, batch, step_seed):
-    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-    seed = seeding.fold_in(step_seed, replica)
+  def _gradients_fn(self, batch, seed):
+    """(global-mean metrics, state statistics, gradients) of one replica's batch."""
     with tf.GradientTape() as tape:
       per_example_loss, metrics = self.model.loss(batch, seed=seed, training=True)
       loss = tf.nn.compute_average_loss(per_example_loss, global_batch_size=self.global_batch_size)
       if self.model.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+      # A loss-scaling optimizer (float16 compute) scales here and unscales in apply_gradients.
+      scaled_loss = self.optimizer.scale_loss(loss)
     # Statistics for state outside the gradient (an EMA codebook), from the weights the loss saw;
     # `_one_step` sums them over the replicas and applies them.
     statistics = self.model.step_statistics(batch, seed)
-    variables = self.model.trainable_variables
-    gradients = tape.gradient(loss, variables)
-    self.optimizer.apply_gradients(zip(gradients, variables))
-    averages = {name: tf.nn.compute_average_loss(value, global_batch_size=self.global_batch_size)
+    gradients = tape.gradient(scaled_loss, self.model.trainable_variables)
+    averages = {name: tf.nn.compute_average_loss(tf.cast(value, tf.float32),
+                                                 global_batch_size=self.global_batch_size)
                 for name, value in metrics.items()}
-    averages["loss"] = loss
+    averages["loss"] = tf.cast(loss, tf.float32)
+    return averages, statistics, gradients
+
+  def _update_fn(self, batch, seed):
+    averages, statistics, gradients = self._gradients(batch, seed)
+    self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
     return averages, statistics
+
+  def _replica_step(self, batch, step_seed):
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return self._update(batch, seeding.fold_in(step_seed, replica))
 
   def _one_step(self, iterator):
     """One train step on every replica; returns (global mean metrics, step number)."""
@@ -303,10 +339,11 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
                        seed=config.seed)
   if chief:
     workdir_lib.save_data_info(data.info, workdir)
-  with strategy.scope():
+  precision = train_cfg.get("precision", "float32")
+  with strategy.scope(), compute_precision(precision):
     model = models.build(config.model, data.info)
     model.build_for_images()
-    optimizer = optimizers.build(train_cfg)
+    optimizer = optimizers.build(train_cfg, precision)
     optimizer.build(model.trainable_variables)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
@@ -326,7 +363,7 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
     restored = True
 
   trainer = Trainer(model, optimizer, strategy, train_cfg.batch_size, config.seed,
-                    data.steps_per_epoch)
+                    data.steps_per_epoch, jit_compile=train_cfg.get("jit_compile", False))
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
             if chief else tf.summary.create_noop_writer())
   grid_images = _first_images(data.validation, 32)
@@ -432,6 +469,10 @@ def _run_epoch(trainer, train_iterable, num_steps_left, steps_per_execution, epo
   while done < num_steps_left:
     num_steps = min(steps_per_execution, num_steps_left - done)
     metrics, bad_step = trainer.train_steps(iterator, num_steps)
+    if not trainer.first_call_logged:
+      # bench/loop_speed.py reads this line to time the start-up (launch to first train call).
+      trainer.first_call_logged = True
+      logging.info("first train call finished at %.3f (unix time)", time.time())
     if bad_step >= 0:
       raise errors.NonFiniteLossError(
           f"the loss became NaN or infinite at step {bad_step} (epoch {epoch + 1}); training "

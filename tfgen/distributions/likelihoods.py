@@ -53,6 +53,8 @@ class PixelLikelihood:
 
   def _split(self, params: tf.Tensor):
     """[..., num_params·H·W·C] or [..., H, W, num_params·C] to num_params tensors [..., H, W, C]."""
+    # Likelihoods are float32 whatever precision the network computed in.
+    params = tf.cast(params, tf.float32)
     flat = params.shape.rank is not None and params.shape[-1] == self.num_params * self.event_size
     if flat:
       batch = tf.shape(params)[:-1]

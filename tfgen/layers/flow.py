@@ -116,7 +116,7 @@ class AffineCoupling(keras.layers.Layer):
     self.built = True
 
   def _log_scale_and_shift(self, kept):
-    raw = self.net(kept)
+    raw = tf.cast(self.net(kept), tf.float32)  # float32 transforms under mixed precision.
     raw_scale, shift = tf.split(raw, 2, axis=-1)
     return self.scale * tf.tanh(raw_scale), shift
 
@@ -265,7 +265,7 @@ class GlowCoupling(keras.layers.Layer):
 
   def _shift_and_log_scale(self, kept):
     h = self.last(tf.nn.relu(self.middle(tf.nn.relu(self.first(kept)))))
-    shift, raw = tf.split(h, 2, axis=-1)
+    shift, raw = tf.split(tf.cast(h, tf.float32), 2, axis=-1)  # float32 transforms.
     return shift, tf.math.log_sigmoid(raw + 2.0)
 
   def to_latent(self, x):

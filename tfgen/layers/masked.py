@@ -67,10 +67,17 @@ class MaskedConv2D(keras.layers.Layer):
                                   initializer="glorot_uniform", name="kernel")
     self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
 
+  def _masked(self, dtype):
+    """kernel ⊙ mask, kernel and bias in `dtype`: the row and pixel paths run outside
+    `__call__`, so they cast to the layer's compute dtype themselves (as `call` gets it)."""
+    return (tf.cast(self.kernel, dtype) * tf.cast(self.mask, dtype), tf.cast(self.bias, dtype))
+
   def _conv(self, x, top_padding):
+    x = tf.cast(x, self.compute_dtype)
     left = self.width // 2
     padded = tf.pad(x, [[0, 0], [top_padding, 0], [left, self.width - 1 - left], [0, 0]])
-    return tf.nn.conv2d(padded, self.kernel * self.mask, 1, "VALID") + self.bias
+    kernel, bias = self._masked(x.dtype)
+    return tf.nn.conv2d(padded, kernel, 1, "VALID") + bias
 
   def call(self, x):
     """[B, H, W, in] -> [B, H, W, filters]."""
@@ -83,4 +90,6 @@ class MaskedConv2D(keras.layers.Layer):
   def call_pixel(self, patch):
     """Output pixel (r, c) from its input window, rows r − height + 1 … r and columns
     c − width//2 … c + width − 1 − width//2, laid out [height, width, B, in] -> [B, out]."""
-    return tf.einsum("hwbi,hwio->bo", patch, self.kernel * self.mask) + self.bias
+    patch = tf.cast(patch, self.compute_dtype)
+    kernel, bias = self._masked(patch.dtype)
+    return tf.einsum("hwbi,hwio->bo", patch, kernel) + bias

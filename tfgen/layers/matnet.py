@@ -86,7 +86,8 @@ class LatentModule(keras.layers.Layer):
 
   def prior(self, h):
     """h [N, …, width] -> loc, scale [N, …, latent_width]."""
-    loc, raw = tf.split(self.prior_head(self.activation(h)), 2, axis=-1)
+    # Latent parameters are float32 whatever precision the network computes in.
+    loc, raw = tf.split(tf.cast(self.prior_head(self.activation(h)), tf.float32), 2, axis=-1)
     return loc, tf.nn.softplus(raw + SOFTPLUS_ONE) + self.min_scale
 
   def posterior(self, h, b, g, prior_loc, prior_scale):
@@ -97,7 +98,8 @@ class LatentModule(keras.layers.Layer):
       prior_loc, prior_scale: this module's prior(h).
     """
     g = self.inference([g, h, b])
-    delta_loc, raw = tf.split(self.posterior_head(self.activation(g)), 2, axis=-1)
+    delta_loc, raw = tf.split(tf.cast(self.posterior_head(self.activation(g)), tf.float32), 2,
+                              axis=-1)
     scale = tf.maximum(prior_scale * tf.nn.softplus(raw + SOFTPLUS_ONE), self.min_scale)
     return prior_loc + delta_loc, scale, g
 

@@ -54,6 +54,7 @@ class AutoregressiveModel(base.GenerativeModel):
 
   def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
     """The product of the per-pixel conditionals; event shape [H, W, C]."""
+    logits = tf.cast(logits, tf.float32)  # float32 likelihoods under mixed precision.
     if self.num_levels == 2:
       return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), 3)
     return tfd.Independent(tfd.Categorical(logits=logits, dtype=tf.float32), 3)
@@ -199,6 +200,7 @@ class AutoregressiveModel(base.GenerativeModel):
 
   def draw_pixel(self, logits: tf.Tensor, seed: tf.Tensor):
     """One pixel per image from its logits ([num] or [num, K]); returns (value, mean) in [0, 1]."""
+    logits = tf.cast(logits, tf.float32)
     if self.num_levels == 2:
       probs = tf.sigmoid(logits)
       value = tf.cast(tf.random.stateless_uniform(tf.shape(probs), seed=seed) < probs, tf.float32)

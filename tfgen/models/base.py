@@ -324,6 +324,8 @@ def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size: int,
   Returns:
     float32 [B].
   """
+  if isinstance(num_samples, int):
+    return _static_chunked_logmeanexp(log_weights_fn, num_samples, chunk_size, seed)
   num_samples = tf.convert_to_tensor(num_samples, tf.int32)
   chunk_size = tf.minimum(tf.constant(chunk_size, tf.int32), num_samples)
   num_chunks = (num_samples + chunk_size - 1) // chunk_size
@@ -337,6 +339,30 @@ def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size: int,
 
   _, total = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(1), chunk(0)))
   return total - tf.math.log(tf.cast(num_samples, tf.float32))
+
+
+def _static_chunked_logmeanexp(log_weights_fn, num_samples: int, chunk_size: int,
+                               seed: tf.Tensor) -> tf.Tensor:
+  """chunked_logmeanexp for a Python int K: every chunk has a static size, so XLA compiles it.
+
+  The same draws as the dynamic version (chunk i: seed fold_in(seed, i)): full chunks in a
+  while loop, then the remainder.
+  """
+  chunk_size = min(chunk_size, num_samples)
+  num_full, rest = divmod(num_samples, chunk_size)
+
+  def chunk(i, size):
+    return tf.reduce_logsumexp(log_weights_fn(size, seeding.fold_in(seed, i)), axis=0)
+
+  def body(i, total):
+    return i + 1, tf.reduce_logsumexp(tf.stack([total, chunk(i, chunk_size)]), axis=0)
+
+  total = chunk(0, chunk_size)
+  if num_full > 1:
+    _, total = tf.while_loop(lambda i, _: i < num_full, body, (tf.constant(1), total))
+  if rest:
+    total = tf.reduce_logsumexp(tf.stack([total, chunk(num_full, rest)]), axis=0)
+  return total - math.log(num_samples)
 
 
 OBJECTIVES = ("elbo", "iwae")
@@ -603,8 +629,8 @@ class LatentVariableModel(GenerativeModel):
 
 
 def diagonal_normal(params: tf.Tensor, min_scale: float) -> tfd.Distribution:
-  """Splits [..., 2d] into a location and a softplus scale; event shape [d]."""
-  loc, raw_scale = tf.split(params, 2, axis=-1)
+  """Splits [..., 2d] into a location and a softplus scale; event shape [d], float32."""
+  loc, raw_scale = tf.split(tf.cast(params, tf.float32), 2, axis=-1)
   return tfd.Independent(tfd.Normal(loc, tf.nn.softplus(raw_scale) + min_scale), 1)
 
 

@@ -58,7 +58,8 @@ OBJECTIVES = base.OBJECTIVES
 
 
 def _normal(loc, scale, event_ndims: int) -> tfd.Distribution:
-  return tfd.Independent(tfd.Normal(loc, scale), event_ndims)
+  return tfd.Independent(tfd.Normal(tf.cast(loc, tf.float32), tf.cast(scale, tf.float32)),
+                         event_ndims)
 
 
 def _tile(t: tf.Tensor, num) -> tf.Tensor:

@@ -56,6 +56,7 @@ class _RowCache:
   @staticmethod
   def update(value, row, pad, new_row):
     """value with row `row` set to new_row [B, 1, W, C]."""
+    new_row = tf.cast(new_row, value.dtype)  # 16-bit activations under mixed precision.
     return tf.tensor_scatter_nd_update(value, [[row + pad]], tf.transpose(new_row, [1, 0, 2, 3]))
 
 

@@ -65,8 +65,10 @@ class _WholeImage:
     model = self.model
     shape = tf.shape(stream)
     n = model.event_size
-    query = model.query[block](tf.concat([stream, self.position], -1))
-    memory = tf.concat([stream, self.x_in, self.position], -1)
+    # Under mixed precision the stream is 16-bit; the image and positions follow it.
+    position, x_in = (tf.cast(t, stream.dtype) for t in (self.position, self.x_in))
+    query = model.query[block](tf.concat([stream, position], -1))
+    memory = tf.concat([stream, x_in, position], -1)
     key, value = model.key[block](memory), model.value[block](memory)
     # [B, heads, N, d] with N = H·W in raster order.
     query, key, value = (tf.reshape(t, [shape[0], n, model.num_heads, -1]) for t in
@@ -100,7 +102,8 @@ class _OnePixel:
     self.convs_seen += 1
     buffer = self.state["buffers"][i]
     buffer = tf.tensor_scatter_nd_update(
-        buffer, [[self.r + layer.height - 1, self.c + layer.width // 2]], value[None])
+        buffer, [[self.r + layer.height - 1, self.c + layer.width // 2]],
+        tf.cast(value, buffer.dtype)[None])
     self.state["buffers"] = self.state["buffers"][:i] + [buffer] + self.state["buffers"][i + 1:]
     return layer.call_pixel(self._window(buffer, layer))
 
@@ -110,8 +113,10 @@ class _OnePixel:
 
   def attend(self, block, stream):
     model = self.model
+    # The sampler's state is float32; 16-bit layer outputs (mixed precision) are cast to it.
+    stream = tf.cast(stream, tf.float32)
     self.streams.append(stream)
-    query = model.query[block](tf.concat([stream, self.position], -1))
+    query = tf.cast(model.query[block](tf.concat([stream, self.position], -1)), tf.float32)
     query = tf.reshape(query, [tf.shape(stream)[0], model.num_heads, 1, -1])
     keys, values = self.state["keys"][block], self.state["values"][block]  # [B, heads, N, d]
     earlier = (tf.range(model.event_size) < self.t)[None, :]
@@ -127,7 +132,7 @@ class _OnePixel:
     keys, values = [], []
     for block, stream in enumerate(self.streams):
       memory = tf.concat([stream, x_in, self.position], -1)
-      new = [tf.reshape(dense(memory), [num, model.num_heads, 1, -1])
+      new = [tf.reshape(tf.cast(dense(memory), tf.float32), [num, model.num_heads, 1, -1])
              for dense in (model.key[block], model.value[block])]
       index = tf.stack([tf.repeat(tf.range(num), model.num_heads),
                         tf.tile(tf.range(model.num_heads), [num]),
@@ -227,10 +232,11 @@ class PixelSNAIL(autoregressive.AutoregressiveModel):
       for unit in range(block * self.num_residual, (block + 1) * self.num_residual):
         hidden = ops.conv(self.conv_in[unit], tf.nn.elu(stream))
         hidden = ops.conv(self.conv_out[unit], tf.nn.elu(hidden))
-        stream = stream + _gate(hidden + expand(conditioning[unit]))
-      attended = ops.attend(block, stream)
-      stream = stream + _gate(self.attention_out[block](tf.nn.elu(tf.concat([stream, attended],
-                                                                             -1))))
+        # Casts: under mixed precision Keras layers give 16 bits, the sampler's convs float32.
+        stream = stream + _gate(hidden + tf.cast(expand(conditioning[unit]), hidden.dtype))
+      attended = tf.cast(ops.attend(block, stream), stream.dtype)
+      stream = stream + tf.cast(_gate(self.attention_out[block](
+          tf.nn.elu(tf.concat([stream, attended], -1)))), stream.dtype)
       skip = skip + self.skip[block](stream)
     logits = self.out(tf.nn.elu(self.head(tf.nn.elu(skip))))
     return logits[..., 0] if self.num_levels == 2 else logits

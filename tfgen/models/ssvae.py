@@ -176,7 +176,7 @@ class SSVAE(base.LatentVariableModel):
   def classify(self, x, training=False) -> tfd.Categorical:
     """q(y | x) for images x [B, H, W, C]; batch shape [B]."""
     logits = self.classifier(self._flat(self.check_images(x)), training=training)
-    return tfd.Categorical(logits=logits)
+    return tfd.Categorical(logits=tf.cast(logits, tf.float32))
 
   def prior(self) -> tfd.Distribution:
     return base.standard_normal(self.latent_size)

@@ -99,7 +99,7 @@ class VAE(base.LatentVariableModel):
     return base.diagonal_normal(self.encoders[0](flat, training=training), self.min_scale)
 
   def decode(self, z, training=False) -> tfd.Distribution:
-    logits = self.decoders[0](z, training=training)
+    logits = tf.cast(self.decoders[0](z, training=training), tf.float32)
     logits = tf.reshape(logits, tf.concat([tf.shape(z)[:-1], self.image_shape], 0))
     return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), 3)
 

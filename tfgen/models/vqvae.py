@@ -298,7 +298,8 @@ class VQVAE(_CodeGridTools, base.GenerativeModel):
       h = tf.nn.relu(layer(h))
     for block in self.encoder_blocks:
       h = block(h)
-    return self.to_code(tf.nn.relu(h))
+    # float32 codes: the nearest-code search and the codebook stay float32 under mixed precision.
+    return tf.cast(self.to_code(tf.nn.relu(h)), tf.float32)
 
   def codes(self, x: tf.Tensor) -> tf.Tensor:
     """k(x): the code grid, int32 [B, h, w]."""

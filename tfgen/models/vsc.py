@@ -160,7 +160,7 @@ class VSC(base.LatentVariableModel):
     """
     x = self.check_images(x)
     inputs = tf.reshape(x, [-1, self.event_size]) if self.flat_input else x
-    params = self.encoder(inputs, training=training)
+    params = tf.cast(self.encoder(inputs, training=training), tf.float32)
     if self.is_dense:
       loc, raw_scale = tf.split(params, 2, axis=-1)
       prob_active = tf.ones_like(loc)

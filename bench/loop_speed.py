@@ -1,0 +1,262 @@
+r"""Benchmark: tfgen's training loop side by side with a plain reference loop, in one process.
+
+Each figure is a ratio against a reference measured in the same run, because the machines are
+noisy. Run it with nothing else on the machine and record what it prints, with the command, in
+docs/results.md.
+
+  python bench/loop_speed.py --manual_dir=../shared/data/binarized_mnist
+
+Parts (`--parts`, default all):
+  vae      the one-layer VAE (configs/iwae.py) at batch 20 and 100: a plain loop written the
+           usual way (one `tf.function` train step per batch, the same model, optimizer and data)
+           against tfgen's loop (`steps_per_execution` steps per call), without and with XLA and
+           with bfloat16 compute. Prints `ratio: X.XX` = tfgen examples/s / plain examples/s.
+  ar       NADE and MADE (their configs, batch 100): tfgen's loop with XLA against the same loop
+           without it (today's step).
+  eval     the IWAE bound at k=5000 on the one-layer VAE: importance samples per second, without
+           and with XLA, against the machine's float32 matrix-multiply rate measured here (the
+           fraction of that rate the evaluation reaches, counting the decoder's and the
+           importance weights' multiply-adds).
+  startup  seconds from launching `tfgen-train` (data already prepared) to the end of its first
+           compiled train call, from the run's own log; and how much of a 3-epoch run's wall
+           time is spent outside training at the steady rate.
+
+Rounds alternate between the contenders (`--rounds`), and each figure is the median.
+"""
+
+import importlib.util
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Folder of the binarized MNIST .amat files.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's).")
+_PARTS = flags.DEFINE_list("parts", ["vae", "ar", "eval", "startup"], "What to measure.")
+_SECONDS = flags.DEFINE_float("seconds", 4.0, "Wall seconds per timed measurement.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds; each figure is the median.")
+_STARTUP_EPOCHS = flags.DEFINE_integer("startup_epochs", 3, "Epochs of the start-up run.")
+_EVAL_IMAGES = flags.DEFINE_integer("eval_images", 100, "Test images of the k=5000 timing.")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _config(spec):
+  name, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location(f"bench_{name}",
+                                                       ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(variant)
+  config.data.manual_dir, config.data.data_dir = _MANUAL_DIR.value, _DATA_DIR.value
+  return config
+
+
+def _timed(run_steps, steps_per_call, batch_size):
+  """Examples per second of `run_steps(n)` (after one warm-up call), over about --seconds."""
+  run_steps(steps_per_call)
+  calls, start = 0, time.perf_counter()
+  while time.perf_counter() - start < _SECONDS.value:
+    run_steps(steps_per_call)
+    calls += 1
+  return calls * steps_per_call * batch_size / (time.perf_counter() - start)
+
+
+def _median_rates(contenders, rounds):
+  """{name: median examples/s} of contenders {name: thunk returning examples/s}, alternated."""
+  rates = {name: [] for name in contenders}
+  for _ in range(rounds):
+    for name, measure in contenders.items():
+      rates[name].append(measure())
+  return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def _tfgen_runner(spec, batch_size, jit_compile=False, precision="float32"):
+  """(run_steps(n), steps per call) for tfgen's Trainer on config `spec`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import data
+  from tfgen import models
+  from tfgen import optimizers
+  from tfgen import train
+
+  config = _config(spec)
+  loaded = data.load(config.data, batch_size, splits=("train",))
+  with train.compute_precision(precision):
+    model = models.build(config.model, loaded.info)
+    model.build_for_images()
+    optimizer = optimizers.build(config.train, precision)
+  trainer = train.Trainer(model, optimizer, tf.distribute.get_strategy(), batch_size, 0,
+                          loaded.steps_per_epoch, jit_compile=jit_compile)
+  iterator = iter(loaded.train.repeat())
+  return (lambda n: trainer.train_steps(iterator, n)), config.train.steps_per_execution
+
+
+def _plain_runner(spec, batch_size):
+  """A train loop written the usual way: one tf.function step per batch, a Python for loop."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import data
+  from tfgen import models
+  from tfgen import optimizers
+  from tfgen import seeding
+
+  config = _config(spec)
+  loaded = data.load(config.data, batch_size, splits=("train",))
+  model = models.build(config.model, loaded.info)
+  model.build_for_images()
+  optimizer = optimizers.build(config.train)
+  base_seed = seeding.as_seed(0)
+
+  @tf.function
+  def step(batch, step_number):
+    with tf.GradientTape() as tape:
+      per_example_loss, _ = model.loss(batch, seeding.fold_in(base_seed, step_number),
+                                       training=True)
+      loss = tf.reduce_mean(per_example_loss)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss
+
+  iterator = iter(loaded.train.repeat())
+  counter = [0]
+
+  def run_steps(n):
+    for _ in range(n):
+      step(next(iterator), tf.constant(counter[0], tf.int64))
+      counter[0] += 1
+
+  return run_steps, 50
+
+
+def _measure(runner, batch_size):
+  run_steps, per_call = runner
+  return lambda: _timed(run_steps, per_call, batch_size)
+
+
+def _vae_part():
+  for batch_size in (20, 100):
+    contenders = {
+        "plain loop": _measure(_plain_runner("iwae", batch_size), batch_size),
+        "tfgen": _measure(_tfgen_runner("iwae", batch_size), batch_size),
+        "tfgen + XLA": _measure(_tfgen_runner("iwae", batch_size, True), batch_size),
+        "tfgen + bfloat16": _measure(
+            _tfgen_runner("iwae", batch_size, False, "mixed_bfloat16"), batch_size),
+        "tfgen + XLA + bfloat16": _measure(
+            _tfgen_runner("iwae", batch_size, True, "mixed_bfloat16"), batch_size),
+    }
+    rates = _median_rates(contenders, _ROUNDS.value)
+    reference = rates["plain loop"]
+    for name, rate in rates.items():
+      print(f"vae batch {batch_size}, {name}: {rate:,.0f} examples/s; "
+            f"ratio: {rate / reference:.2f}", flush=True)
+
+
+def _ar_part():
+  for spec in ("nade", "made"):
+    contenders = {"today": _measure(_tfgen_runner(spec, 100), 100),
+                  "xla": _measure(_tfgen_runner(spec, 100, True), 100)}
+    rates = _median_rates(contenders, _ROUNDS.value)
+    print(f"{spec} batch 100: today's step {rates['today']:,.0f} examples/s, with XLA "
+          f"{rates['xla']:,.0f}; ratio: {rates['xla'] / rates['today']:.2f}", flush=True)
+
+
+def _matmul_flops_per_second(tf):
+  """float32 multiply-adds ×2 per second of a 1024×1024 matmul chain on this machine."""
+  a = tf.random.stateless_normal([1024, 1024], seed=[0, 1])
+
+  @tf.function
+  def chain(x):
+    for _ in range(8):
+      x = tf.matmul(x, a) * 1e-3
+    return x
+
+  chain(a).numpy()
+  best = 0.0
+  for _ in range(3):
+    start = time.perf_counter()
+    chain(a).numpy()
+    best = max(best, 8 * 2 * 1024 ** 3 / (time.perf_counter() - start))
+  return best
+
+
+def _eval_part():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import data
+  from tfgen import models
+  from tfgen import seeding
+
+  config = _config("iwae")
+  k, batch_size = 5000, 20
+  loaded = data.load(config.data, 100, batch_size, splits=("test",))
+  model = models.build(config.model, loaded.info)
+  model.build_for_images()
+  model.importance_chunk_size = config.eval.chunk_size
+  batches = list(loaded.test.unbatch().batch(batch_size).take(
+      max(_EVAL_IMAGES.value // batch_size, 1)))
+  # Multiply-adds per importance sample: the decoder's three layers, the encoder's once per
+  # image (negligible at k=5000) left out.
+  sizes = [config.model.latent_sizes[0]] + list(config.model.hidden_sizes[0]) + [784]
+  flops_per_sample = 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+  machine = _matmul_flops_per_second(tf)
+  print(f"matmul (1024², float32): {machine / 1e9:,.1f} GFLOP/s", flush=True)
+  for jit in (False, True):
+    terms = tf.function(lambda batch, seed: model.log_prob(batch, seed, k),
+                        jit_compile=jit or None)
+    terms(batches[0], seeding.as_seed(0)).numpy()
+    start = time.perf_counter()
+    for i, batch in enumerate(batches):
+      terms(batch, seeding.as_seed([1, i])).numpy()
+    seconds = time.perf_counter() - start
+    rate = len(batches) * batch_size * k / seconds
+    print(f"eval k={k}{' + XLA' if jit else ''}: {rate:,.0f} importance samples/s = "
+          f"{rate * flops_per_sample / 1e9:,.1f} GFLOP/s in the decoder = "
+          f"{rate * flops_per_sample / machine:.2f} of the matmul rate", flush=True)
+
+
+def _startup_part():
+  """Launch to first train call, and what a 3-epoch run spends outside steady training."""
+  workdir = tempfile.mkdtemp(prefix="tfgen_startup_")
+  command = [sys.executable, "-m", "tfgen.apps.train", "--config=configs/iwae.py",
+             f"--config.train.num_epochs={_STARTUP_EPOCHS.value}", f"--workdir={workdir}",
+             "--alsologtostderr", f"--config.data.manual_dir={_MANUAL_DIR.value}",
+             f"--config.data.data_dir={_DATA_DIR.value}"]
+  start = time.time()
+  process = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+  wall = time.time() - start
+  found = re.search(r"first train call finished at ([0-9.]+)", process.stderr)
+  if process.returncode or not found:
+    print("startup: the run failed or did not log its first step:\n" + process.stderr[-2000:])
+    return
+  print(f"startup: {float(found.group(1)) - start:.1f} s from launching tfgen-train to the end "
+        "of its first compiled train call (imports, data, model, tracing)", flush=True)
+  # Each epoch at the steady rate of the later epochs; the rest of the wall time is overhead.
+  rates = [float(r.replace(",", "")) for r in
+           re.findall(r"epoch \d+/\d+ step \d+: .* ([0-9.]+) examples/s", process.stderr)]
+  if len(rates) >= 2:
+    steady = statistics.median(rates[1:])
+    training = len(rates) * 50000 / steady  # binarized MNIST's 50,000 training images
+    print(f"startup: a {len(rates)}-epoch run takes {wall:.1f} s wall; {training:.1f} s of it is "
+          f"training at the steady {steady:,.0f} examples/s, {wall - training:.1f} s is outside "
+          "(imports, data, tracing, validation, checkpoints, image grids, exit)", flush=True)
+
+
+def main(argv):
+  del argv
+  parts = {"vae": _vae_part, "ar": _ar_part, "eval": _eval_part, "startup": _startup_part}
+  unknown = sorted(set(_PARTS.value) - set(parts))
+  if unknown:
+    raise app.UsageError(f"unknown parts {unknown}; known: {sorted(parts)}")
+  for name in _PARTS.value:
+    parts[name]()
+
+
+if __name__ == "__main__":
+  app.run(main)

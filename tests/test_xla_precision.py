@@ -1,0 +1,138 @@
+"""XLA (`config.train.jit_compile`) and mixed precision (`config.train.precision`) change speed,
+not what is computed: every registered model's loss and gradients agree with the plain float32
+graph within tolerance.
+
+Stateless random ops draw other numbers under XLA than without it, so for models whose loss
+depends on the seed the test compares the mean loss over many draws (within 5 standard errors);
+seed-free losses and their gradients must agree to float32 round-off.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgen import config as config_lib
+from tfgen import errors
+from tfgen import optimizers
+from tfgen import seeding
+from tfgen import train
+from tests.conftest import load_config
+from tests.test_models import CASES
+from tests.test_models import _build
+
+REPEATS = 16  # Draws per image for the statistical comparison.
+
+
+def _batch(config_name, variant, num_images=4):
+  config = load_config(config_name, variant)
+  uniform = tf.random.stateless_uniform((num_images, 28, 28, 1), seed=[1, 2])
+  if config.data.binarization == "none":
+    images = tf.round(uniform * 255.0) / 255.0
+  else:
+    images = tf.cast(uniform < 0.5, tf.float32)
+  images = tf.repeat(images, REPEATS, axis=0)
+  return {"image": images, "label": tf.zeros([num_images * REPEATS], tf.int64)}
+
+
+def _loss_and_gradients(model):
+  def fn(batch, seed):
+    with tf.GradientTape() as tape:
+      per_example, _ = model.loss(batch, seed, training=True)
+      loss = tf.reduce_mean(per_example)
+    return per_example, tape.gradient(loss, model.trainable_variables)
+  return fn
+
+
+@pytest.mark.parametrize("name,config_name,variant", CASES)
+def test_xla_gives_the_loss_and_gradients_of_the_plain_graph(name, config_name, variant):
+  del name
+  model = _build(config_name, variant)
+  batch = _batch(config_name, variant)
+  seed = seeding.as_seed(7)
+  plain = _loss_and_gradients(model)  # Eager: no second compilation.
+  compiled = tf.function(_loss_and_gradients(model), jit_compile=True)
+  loss, gradients = plain(batch, seed)
+  xla_loss, xla_gradients = compiled(batch, seed)
+  loss, xla_loss = loss.numpy(), xla_loss.numpy()
+  assert np.all(np.isfinite(xla_loss))
+  seed_free = np.allclose(plain(batch, seeding.as_seed(8))[0].numpy(), loss, rtol=1e-6)
+  if seed_free:
+    np.testing.assert_allclose(xla_loss, loss, rtol=2e-5, atol=1e-3)
+    for g, xla_g in zip(gradients, xla_gradients):
+      if g is not None:  # IndexedSlices (a codebook's gather) become dense tensors.
+        np.testing.assert_allclose(tf.convert_to_tensor(xla_g), tf.convert_to_tensor(g),
+                                   rtol=2e-3, atol=2e-4)
+  else:
+    standard_error = np.sqrt((loss.var() + xla_loss.var()) / loss.size)
+    assert abs(xla_loss.mean() - loss.mean()) <= 5 * standard_error + 1e-4 * abs(loss.mean())
+    assert all(np.all(np.isfinite(tf.convert_to_tensor(g))) for g in xla_gradients
+               if g is not None)
+
+
+@pytest.mark.parametrize("name,config_name,variant", CASES)
+def test_bfloat16_compute_keeps_the_float32_loss(name, config_name, variant):
+  del name
+  reference = _build(config_name, variant)
+  with train.compute_precision("mixed_bfloat16"):
+    model = _build(config_name, variant)
+  for source, target in zip(reference.weights, model.weights):
+    assert target.dtype == tf.float32  # Weights stay float32.
+    target.assign(source)
+  batch, seed = _batch(config_name, variant, num_images=2), seeding.as_seed(3)
+  loss, _ = reference.loss(batch, seed, training=True)
+  mixed_loss, metrics = model.loss(batch, seed, training=True)
+  assert mixed_loss.dtype == tf.float32 and all(v.dtype == tf.float32 for v in metrics.values())
+  # bfloat16 keeps 8 bits of mantissa: summed over 784 pixels the batch's loss stays within 1%,
+  # each image's within 5% (a classifier's 16-bit guess can move one image's more).
+  np.testing.assert_allclose(mixed_loss.numpy().mean(), loss.numpy().mean(), rtol=1e-2)
+  np.testing.assert_allclose(mixed_loss.numpy(), loss.numpy(), rtol=5e-2)
+
+
+def test_compute_precision_restores_the_global_policy():
+  with train.compute_precision("mixed_bfloat16"):
+    model = _build("pixelcnn", "tiny")
+  assert model.first.compute_dtype == "bfloat16" and model.first.kernel.dtype == tf.float32
+  other = _build("pixelcnn", "tiny")
+  assert other.first.compute_dtype == "float32"
+  # The sampler runs with 16-bit layers too, and gives binary pixels.
+  samples = model.sample(2, seeding.as_seed(0)).numpy()
+  assert samples.dtype == np.float32 and set(np.unique(samples)) <= {0.0, 1.0}
+
+
+def test_float16_training_scales_the_loss_and_trains():
+  config = load_config("iwae", "tiny")
+  with train.compute_precision("mixed_float16"):
+    model = _build("iwae", "tiny")
+    optimizer = optimizers.build(config.train, "mixed_float16")
+  trainer = train.Trainer(model, optimizer, tf.distribute.get_strategy(), 64, 0, jit_compile=True)
+  batch = _batch("iwae", "tiny")
+  dataset = tf.data.Dataset.from_tensors(batch).repeat()
+  before = [w.numpy().copy() for w in model.trainable_weights]
+  metrics, bad_step = trainer.train_steps(iter(dataset), 3)
+  assert bad_step == -1 and np.isfinite(metrics["loss"])
+  assert float(optimizer.dynamic_scale) > 1  # Loss scaling is on.
+  assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+
+
+def test_xla_train_steps_match_the_plain_loop_for_a_seed_free_model():
+  config = load_config("pixelcnn", "tiny")
+  batch = _batch("pixelcnn", "tiny")
+  weights = []
+  for jit_compile in (False, True):
+    keras.utils.set_random_seed(0)
+    model = _build("pixelcnn", "tiny")
+    trainer = train.Trainer(model, optimizers.build(config.train), tf.distribute.get_strategy(),
+                            64, 0, jit_compile=jit_compile)
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    trainer.train_steps(iter(dataset), 3)
+    weights.append([w.numpy() for w in model.trainable_weights])
+  for plain, xla in zip(*weights):
+    np.testing.assert_allclose(xla, plain, rtol=1e-3, atol=1e-5)
+
+
+def test_unknown_precision_is_refused():
+  config = load_config("iwae", "tiny")
+  config.train.precision = "float8"
+  with pytest.raises(errors.ConfigError, match="config.train.precision must be one of"):
+    config_lib.validate(config)
