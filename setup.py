@@ -41,6 +41,7 @@ setuptools.setup(
             "tfgen-export=tfgen.apps.export:run",
             "tfgen-tune=tfgen.apps.tune:run",
             "tfgen-style=tfgen.apps.style:run",
+            "tfgen-reproduce=tfgen.apps.reproduce:run",
         ],
     },
 )

@@ -49,6 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 100
   config.train.num_epochs = 100
+  # Stop after this many epochs (0: train all num_epochs) while every schedule still runs to
+  # num_epochs: a long schedule trained in parts, resumed later with a larger value or 0.
+  config.train.stop_after_epochs = 0
   config.train.optimizer = "adam"
   config.train.learning_rate = 1e-3
   # "constant", "exponential" (decays to learning_rate * final_learning_rate_factor by the last
@@ -167,6 +170,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(bool(config.model.name), "config.model.name is empty")
   _require(train.batch_size > 0, f"config.train.batch_size must be > 0, got {train.batch_size}")
   _require(train.num_epochs > 0, f"config.train.num_epochs must be > 0, got {train.num_epochs}")
+  _require(train.get("stop_after_epochs", 0) >= 0,
+           f"config.train.stop_after_epochs must be >= 0, got {train.get('stop_after_epochs')}")
   _require(train.learning_rate > 0,
            f"config.train.learning_rate must be > 0, got {train.learning_rate}")
   _require(train.checkpoint_every_epochs > 0, "config.train.checkpoint_every_epochs must be > 0, "
@@ -227,8 +232,8 @@ def save(config: ml_collections.ConfigDict, workdir: str) -> str:
 # What a resumed run may change: how long it trains, how often it checkpoints and reports, where
 # its data files live, how it is evaluated or tuned. Any other field changes how its epochs are
 # trained, so a workdir that holds checkpoints refuses it.
-RESUMABLE_FIELDS = ("train.num_epochs", "train.checkpoint_every_epochs",
-                    "train.eval_every_epochs", "train.steps_per_execution", "train.jit_compile",
+RESUMABLE_FIELDS = ("train.num_epochs", "train.stop_after_epochs",
+                    "train.checkpoint_every_epochs", "train.eval_every_epochs", "train.steps_per_execution", "train.jit_compile",
                     "train.max_checkpoints_to_keep", "data.manual_dir", "data.data_dir")
 RESUMABLE_SECTIONS = ("eval.", "tuning.")
 HISTORY_FILE = "config_history.json"

@@ -376,10 +376,12 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
                        - _read_int(epoch_var) * data.steps_per_epoch, 0),
                    data.steps_per_epoch)
   finished_cleanly = nonfinite = False
+  stop_after = train_cfg.get("stop_after_epochs", 0)
+  end_epoch = min(stop_after, train_cfg.num_epochs) if stop_after else train_cfg.num_epochs
   # A SIGTERM or Ctrl-C stops the loop between compiled train calls (tfgen/signals.py).
   with signals.deferred():
     try:
-      for epoch in range(_read_int(epoch_var), train_cfg.num_epochs):
+      for epoch in range(_read_int(epoch_var), end_epoch):
         signals.raise_if_requested()
         learning_rate = schedules.learning_rate(epoch, train_cfg)
         optimizer.learning_rate.assign(learning_rate)
@@ -393,7 +395,7 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
         epoch_var.assign(epoch + 1)
         step = _read_int(optimizer.iterations)
         examples_per_second = num_steps * train_cfg.batch_size / max(seconds, 1e-9)
-        last = epoch + 1 == train_cfg.num_epochs
+        last = epoch + 1 == end_epoch
         if train_cfg.eval_every_epochs and (
             (epoch + 1) % train_cfg.eval_every_epochs == 0 or last):
           validation_metrics = trainer.evaluate_bounds(data.validation, config.seed)

@@ -9,6 +9,18 @@ WORKDIR/trials/ID/. Starting the same command again continues the search (finish
 not repeated; a larger --max_trials extends it). At the end: a table of trials (also
 WORKDIR/trials.csv), a TensorBoard HParams view (tensorboard --logdir=WORKDIR/hparams) and
 WORKDIR/best_config.py. See docs/tuning.md.
+
+Over several processes or machines (keras-tuner's variables; the same flags for every process,
+and a WORKDIR that all of them see):
+
+  KERASTUNER_TUNER_ID=chief KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000 \
+      tfgen-tune --config=... --tuner=random --max_trials=20 --workdir=/shared/tune
+  KERASTUNER_TUNER_ID=tuner0 KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000 \
+      tfgen-tune --config=... --tuner=random --max_trials=20 --workdir=/shared/tune
+
+The chief serves the search and trains nothing; it exits once every trial is done, after writing
+the table and best_config.py. Each worker trains the trials it is handed on its own devices and
+exits when none are left.
 """
 
 from absl import app
@@ -32,21 +44,34 @@ _MAX_TRIALS = flags.DEFINE_integer("max_trials", 10, "Trials in all, counting th
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the oracle's draws.")
 _MAX_FAILED = flags.DEFINE_integer("max_consecutive_failed_trials", 3,
                                    "Stop the search after this many failed trials in a row.")
+_ORACLE_TIMEOUT = flags.DEFINE_float(
+    "oracle_timeout", 600, "A worker of a search over several processes (KERASTUNER_TUNER_ID "
+    "other than chief): seconds to wait for the chief to answer, at the start and at each "
+    "request later.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _ORACLE_TIMEOUT.value <= 0:
+    raise app.UsageError(f"--oracle_timeout must be > 0, got {_ORACLE_TIMEOUT.value}")
   from tfgen import tune  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  role = tune.process_role()
   try:
     rows = tune.search(config, _WORKDIR.value, tuner=_TUNER.value, max_trials=_MAX_TRIALS.value,
-                       seed=_SEED.value, max_consecutive_failed_trials=_MAX_FAILED.value)
+                       seed=_SEED.value, max_consecutive_failed_trials=_MAX_FAILED.value,
+                       oracle_timeout=_ORACLE_TIMEOUT.value)
   except KeyboardInterrupt as e:  # Reported in one line by common.run, with this note.
     e.add_note(f"the same command continues the search in {_WORKDIR.value}")
     raise
+  if role.is_worker:
+    ran = ", ".join(f"{r['trial']} ({r['status']})" for r in rows) or "none"
+    print(f"{role.tuner_id}: the chief has no trial left; this worker ran trials: {ran}. The "
+          f"chief writes {_WORKDIR.value}/{tune.TABLE_CSV} and {tune.BEST_CONFIG}.")
+    return
   print()
   print(tune.format_table(rows, tune.objective_name(config)))
   print(f"\ntable: {_WORKDIR.value}/{tune.TABLE_CSV}; HParams: tensorboard "
