@@ -12,7 +12,7 @@ Variants (configs/conv_vae.py:OPTION=VALUE,...):
   data=binarized_mnist|mnist|mnist_5k|fashion_mnist|celeb_a
                       binarized_mnist, mnist and fashion_mnist are binary (Bernoulli pixels);
                       mnist_5k uses 8-bit intensities unless binarize, celeb_a is 64x64 colour
-  likelihood=bernoulli|logistic|normal
+  likelihood=bernoulli|logistic|normal|categorical
                       default: bernoulli for binary data, logistic (discretized) otherwise
   binarize            mnist_5k: dynamically binarized (Bernoulli) instead of 8-bit intensities
   fixed_scale=F       continuous likelihoods: a fixed scale instead of a learned one
@@ -37,7 +37,7 @@ VARIANT_DEFAULTS = dict(data="binarized_mnist", likelihood="", binarize=False, f
                         objective="elbo", tiny=False)
 VARIANT_CHOICES = dict(
     data=("binarized_mnist", "mnist", "mnist_5k", "fashion_mnist", "celeb_a"),
-    likelihood=("", "bernoulli", "logistic", "normal"),
+    likelihood=("", "bernoulli", "logistic", "normal", "categorical"),
     optimizer=("rmsprop_nesterov", "adam"), objective=("elbo", "iwae"))
 
 

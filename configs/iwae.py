@@ -90,6 +90,8 @@ def get_config(arg: str = ""):
     train.final_learning_rate_factor = 0.1
     train.checkpoint_every_epochs = 10
     train.eval_every_epochs = 5
+  # XLA: 1.3x tfgen's loop without it at batch 20 (bench/loop_speed.py, docs/speed.md).
+  train.jit_compile = True
   space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 1e-2, log=True)
   # The same k for every trial, whatever k it trains with.
   config.tuning.objective = "nll"

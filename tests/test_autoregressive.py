@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfgen import errors
 from tfgen import seeding
 from tfgen.models import made
 from tfgen.models import nade
@@ -22,6 +23,8 @@ def _models(shape=SHAPE):
       ("nade_random", nade.NADE(shape, hidden_size=8, ordering="random", ordering_seed=3),
        "random"),
       ("nade_256", nade.NADE(shape, hidden_size=8, num_levels=256), "natural"),
+      ("nade_sequential", nade.NADE(shape, hidden_size=8, ordering="random", ordering_seed=1,
+                                    recurrence="sequential"), "random"),
       ("made", made.MADE(shape, hidden_sizes=(16, 16), num_masks=3), "natural"),
       ("made_random", made.MADE(shape, hidden_sizes=(16,), ordering="random", seed=2),
        "random"),
@@ -46,7 +49,7 @@ def _models(shape=SHAPE):
   return cases
 
 
-NUM_CASES = 13
+NUM_CASES = 14
 
 
 def _order(model, ordering):
@@ -188,3 +191,33 @@ def test_pixelsnail_first_pixel_attends_to_nothing():
   ones, zeros = tf.ones([1, 3, 3, 1]), tf.zeros([1, 3, 3, 1])
   # The first pixel's conditional is the same whatever the image is.
   np.testing.assert_allclose(model.logits(ones)[0, 0, 0], model.logits(zeros)[0, 0, 0])
+
+
+@pytest.mark.parametrize("num_levels", [2, 256])
+def test_nade_sequential_recurrence_gives_the_blocked_numbers_with_and_without_xla(num_levels):
+  blocked = nade.NADE((4, 5, 1), hidden_size=6, num_levels=num_levels, ordering="random")
+  sequential = nade.NADE((4, 5, 1), hidden_size=6, num_levels=num_levels, ordering="random",
+                         recurrence="sequential")
+  for model in (blocked, sequential):
+    model.build_for_images()
+  sequential.set_weights(blocked.get_weights())
+  rng = np.random.RandomState(0)
+  images = tf.constant(rng.randint(0, num_levels, (3, 4, 5, 1)) / (num_levels - 1), tf.float32)
+  batch = {"image": images}
+
+  def loss_and_gradients(model):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(model.loss(batch, seeding.as_seed(0))[0])
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+  want_loss, want_gradients = loss_and_gradients(blocked)
+  for jit in (None, True):
+    loss, gradients = tf.function(loss_and_gradients, jit_compile=jit)(sequential)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+    for got, want in zip(gradients, want_gradients):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_nade_refuses_an_unknown_recurrence():
+  with pytest.raises(errors.ConfigError, match="unknown NADE recurrence 'scan'"):
+    nade.NADE((2, 2, 1), recurrence="scan")

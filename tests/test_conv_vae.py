@@ -34,6 +34,7 @@ def _images(shape, num, binary, seed=(1, 2)):
     ((28, 28, 1), "bernoulli", True, 2),
     ((64, 64, 3), "logistic", False, 4),
     ((28, 28, 1), "normal", False, 2),
+    ((28, 28, 1), "categorical", False, 2),
 ])
 def test_shapes_follow_the_data(shape, likelihood, binary, steps):
   model = _model(shape, likelihood, binary)
@@ -52,8 +53,9 @@ def test_shapes_follow_the_data(shape, likelihood, binary, steps):
   np.testing.assert_allclose(samples * levels, np.round(samples * levels), atol=1e-4)
 
 
-def test_discretized_likelihood_is_a_proper_distribution_over_levels():
-  model = _model((28, 28, 1), "logistic", False)
+@pytest.mark.parametrize("likelihood", ["logistic", "categorical"])
+def test_discretized_likelihood_is_a_proper_distribution_over_levels(likelihood):
+  model = _model((28, 28, 1), likelihood, False)
   z = model.prior().sample(1, seed=seeding.as_seed(3))
   p = model.decode(z).distribution  # Independent over pixels; one pixel's 256 levels sum to 1.
   levels = tf.reshape(tf.range(256, dtype=tf.float32) / 255, [256, 1, 1, 1, 1])

@@ -6,6 +6,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfgen import errors
+from tfgen import seeding
+from tfgen.distributions import Categorical8Bit
 from tfgen.distributions import Discretized8Bit
 from tfgen.distributions import SpikeAndSlab
 from tfgen.distributions import likelihoods
@@ -138,3 +140,24 @@ def test_continuous_likelihoods_refuse_binary_data():
   assert dist.batch_shape == (5,) and dist.event_shape == (4, 4, 3)
   fixed = likelihoods.build("logistic", (4, 4, 3), binary=False, learned_scale=False)
   assert fixed.num_params == 1 and fixed.distribution(tf.zeros([2, 4, 4, 3])).event_shape == (4, 4, 3)
+
+
+def test_categorical_8bit_levels_log_prob_sample_and_mean():
+  logits = tf.random.stateless_normal([2, 3, 256], seed=[4, 2])
+  p = Categorical8Bit(logits)
+  assert p.batch_shape == (2, 3) and p.event_shape == ()
+  levels = tf.reshape(tf.range(256, dtype=tf.float32) / 255, [256, 1, 1])
+  log_probs = p.log_prob(levels)  # [256, 2, 3]
+  np.testing.assert_allclose(tf.reduce_sum(tf.exp(log_probs), 0), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(tf.transpose(log_probs, [1, 2, 0]), tf.nn.log_softmax(logits),
+                             rtol=1e-5, atol=1e-6)
+  draws = p.sample(4000, seed=seeding.as_seed(5)).numpy()
+  assert draws.shape == (4000, 2, 3)
+  np.testing.assert_allclose(draws * 255, np.round(draws * 255), atol=1e-4)
+  np.testing.assert_allclose(draws.mean(0), p.mean(), atol=0.02)
+  pixels = likelihoods.build("categorical", (4, 4, 3), binary=False)
+  assert pixels.num_params == 256
+  image_p = pixels.distribution(tf.zeros([5, 256 * 4 * 4 * 3]))
+  assert image_p.event_shape == (4, 4, 3)
+  np.testing.assert_allclose(image_p.log_prob(tf.zeros([5, 4, 4, 3])), -48 * np.log(256.0),
+                             rtol=1e-5)

@@ -164,3 +164,24 @@ def test_inpainting_grid_from_a_trained_autoregressive_model(binarized_mnist_dir
   assert grid.shape == (2 * 29 + 1, 8 * 29 + 1, 1)  # A row of originals, a row of completions.
   with pytest.raises(errors.ConfigError, match="class-conditional"):
     sampling.sample_grid(workdir, 4, str(tmp_path / "x.png"), label=3)
+
+
+def test_a_run_saved_before_a_field_existed_resumes_when_the_field_keeps_its_default(tmp_path):
+  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfgen import models  # pylint: disable=g-import-not-at-top
+  new = config_lib.base_config()
+  new.model = models.model_config("nade", hidden_size=8)
+  saved = new.copy_and_resolve_references()
+  for section, field in (("train", "precision"), ("train", "stop_after_epochs"),
+                         ("model", "recurrence")):
+    del saved[section][field]
+  assert config_lib.check_resume(saved, new, str(tmp_path)) == {}
+  # Not at its default, a field the saved run lacks is a change like any other.
+  new.train.precision = "mixed_bfloat16"
+  with pytest.raises(errors.ConfigError, match="train.precision '<absent>' -> 'mixed_bfloat16'"):
+    config_lib.check_resume(saved, new, str(tmp_path))
+  # NADE's recurrence computes the same numbers either way, so it may change on resume.
+  new.train.precision = "float32"
+  new.model.recurrence = "sequential"
+  assert config_lib.check_resume(saved, new, str(tmp_path)) == {
+      "model.recurrence": ("<absent>", "sequential")}

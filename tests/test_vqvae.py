@@ -87,9 +87,12 @@ def test_ema_update_matches_its_closed_form():
   np.testing.assert_allclose(q.codebook, total / smoothed[:, None], rtol=1e-5, atol=1e-7)
 
 
-def test_stage_one_bound_is_distortion_plus_the_uniform_prior():
-  model = _model()
-  x = _images()
+@pytest.mark.parametrize("likelihood", ["bernoulli", "categorical"])
+def test_stage_one_bound_is_distortion_plus_the_uniform_prior(likelihood):
+  binary = likelihood == "bernoulli"
+  model = _model(likelihood=likelihood, binary=binary)
+  x = _images() if binary else tf.round(
+      tf.random.stateless_uniform((4,) + SHAPE, seed=[3, 1]) * 255) / 255
   bounds = model.bounds({"image": x}, seeding.as_seed(0))
   codes = model.codes(x)
   assert codes.dtype == tf.int32 and codes.shape == (4, 4, 4)

@@ -149,6 +149,9 @@ def make_tiny(config: ml_collections.ConfigDict, limit: int = 256,
   train.checkpoint_every_epochs = 1
   train.eval_every_epochs = 1
   train.steps_per_execution = steps_per_execution
+  # XLA's compile time outweighs its gain on a few hundred tiny steps.
+  train.jit_compile = False
+  config.eval.jit_compile = False
   config.eval.batch_size = 64
 
 
@@ -232,7 +235,8 @@ def save(config: ml_collections.ConfigDict, workdir: str) -> str:
 # What a resumed run may change: how long it trains, how often it checkpoints and reports, where
 # its data files live, how it is evaluated or tuned. Any other field changes how its epochs are
 # trained, so a workdir that holds checkpoints refuses it.
-RESUMABLE_FIELDS = ("train.num_epochs", "train.stop_after_epochs",
+# model.recurrence (NADE) changes how the same numbers are computed, not the numbers.
+RESUMABLE_FIELDS = ("train.num_epochs", "train.stop_after_epochs", "model.recurrence",
                     "train.checkpoint_every_epochs", "train.eval_every_epochs", "train.steps_per_execution", "train.jit_compile",
                     "train.max_checkpoints_to_keep", "data.manual_dir", "data.data_dir")
 RESUMABLE_SECTIONS = ("eval.", "tuning.")
@@ -278,6 +282,11 @@ def check_resume(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDic
     ConfigError: listing the fields that differ and may not change on resume.
   """
   changes = differences(saved, new)
+  defaults = _defaults(new)
+  # A field added to tfgen after the run was saved, at its default, changes nothing: the run
+  # was trained with the behaviour that default keeps.
+  changes = {name: (old, value) for name, (old, value) in changes.items()
+             if not (old == _ABSENT and name in defaults and defaults[name] == value)}
   refused = [name for name in changes if not resumable(name)]
   if refused:
     shown = ", ".join(f"{name} {changes[name][0]!r} -> {changes[name][1]!r}"
@@ -289,6 +298,18 @@ def check_resume(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDic
         "folders, eval.* and tuning.* may change). Use a new --workdir, with "
         f"--init_from={workdir} to start from its weights")
   return changes
+
+
+def _defaults(config: ml_collections.ConfigDict) -> dict:
+  """Dotted field name to its default: base_config()'s, and the model's constructor's."""
+  from tfgen import models  # pylint: disable=g-import-not-at-top  (models imports this module)
+  defaults = _flatten(as_plain(base_config()))
+  try:
+    model = models.model_config(config.model.name)
+  except (errors.ConfigError, AttributeError, KeyError):
+    return defaults
+  defaults.update(_flatten(as_plain(model), "model."))
+  return defaults
 
 
 def append_history(workdir: str, changes: dict, **facts) -> str:

@@ -28,6 +28,7 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.import_keras()
   from tfgen import evaluate  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   results = evaluate.evaluate(_WORKDIR.value, num_importance_samples=_K.value, split=_SPLIT.value,

@@ -32,6 +32,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.import_keras()
   from tfgen import export  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   limits = {flag.name: flag.value for flag in (_MAX_BATCH_SIZE, _MAX_SAMPLES,

@@ -43,6 +43,7 @@ flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model"], required=True)
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.import_keras()
   from tfgen import sampling  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   if _SAVED_MODEL.value:

@@ -61,6 +61,7 @@ _NOT_REAL = ("--random_weights: VGG19 has random weights, so this is NOT a real 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  common.import_keras()
   from tfgen import style  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   if _RANDOM_WEIGHTS.value:

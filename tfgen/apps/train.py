@@ -40,6 +40,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _CPU_DEVICES.value < 1:
     raise app.UsageError(f"--cpu_devices must be >= 1, got {_CPU_DEVICES.value}")
+  common.import_keras()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfgen import train  # Imported after flag parsing so --help is fast.
   if _CPU_DEVICES.value > 1:

@@ -56,6 +56,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _ORACLE_TIMEOUT.value <= 0:
     raise app.UsageError(f"--oracle_timeout must be > 0, got {_ORACLE_TIMEOUT.value}")
+  common.import_keras()
   from tfgen import tune  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value

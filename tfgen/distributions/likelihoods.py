@@ -6,6 +6,8 @@
   * "logistic" / "normal": a Logistic or Normal discretized onto the 256 levels of 8-bit data
     (`Discretized8Bit`), so log-likelihoods are proper, in nats, and give bits per dimension.
     The scale is learned per pixel (`learned_scale`, from a second decoder output) or fixed.
+  * "categorical": a 256-way softmax over the levels of 8-bit data (`Categorical8Bit`), 256
+    decoder outputs per pixel value: no shape imposed on the distribution of a pixel.
 
 The decoder outputs `num_params` values per pixel value; `distribution(params)` reshapes them
 and returns a `tfd.Independent` with event shape [H, W, C].
@@ -122,3 +124,14 @@ def build(name: str, image_shape, binary: bool, learned_scale: bool = True,
     raise errors.ConfigError(f"likelihood {name!r} models 8-bit intensities, but the data are "
                              "binarized; use 'bernoulli' or --config.data.binarization=none")
   return cls(image_shape, learned_scale, fixed_scale)
+
+
+@LIKELIHOODS.register("categorical")
+class Categorical(PixelLikelihood):
+  """A 256-way categorical over the 8-bit levels; params are 256 logits per pixel value."""
+
+  num_params = discretized.NUM_LEVELS
+
+  def distribution(self, params):
+    logits = tf.stack(self._split(params), axis=-1)  # [..., H, W, C, 256]
+    return tfd.Independent(discretized.Categorical8Bit(logits), 3)

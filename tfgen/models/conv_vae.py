@@ -73,7 +73,7 @@ class ConvVAE(base.LatentVariableModel):
     latent_size: size of z.
     channels: channels of the first convolution; each stride-2 step doubles them.
     hidden_size: width of the dense layer between the convolutions and z.
-    likelihood: "bernoulli", "logistic" or "normal" (tfgen/distributions/likelihoods.py).
+    likelihood: "bernoulli", "logistic", "normal" or "categorical" (distributions/likelihoods.py).
     binary: whether the images are binary (from the data).
     learned_scale: continuous likelihoods: predict the scale per pixel (else `fixed_scale`).
     fixed_scale: the scale of a continuous likelihood when it is not learned.

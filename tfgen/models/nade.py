@@ -9,8 +9,12 @@ Factorisation, over the pixels in an ordering o (raster order by default):
 The hidden layers of all D conditionals share W, so a_{d+1} = a_d + W_d x_{o(d)}: every a_d comes
 from one prefix sum, O(DH) work rather than O(D²H). The prefix sum is computed in blocks (a
 matrix product per block for the within-block sums plus a short cumulative sum across blocks),
-which is several times faster in TensorFlow than a cumulative sum over D. Sampling carries a_d
-forward inside one `tf.while_loop`, so drawing an image also costs O(DH).
+which is several times faster in TensorFlow than a cumulative sum over D. With
+`recurrence="sequential"` the conditionals are instead computed as the recurrence itself, one
+pixel per iteration of a `tf.while_loop` carrying a_d: O(DH) work with no [B, D, H] tensor of
+pre-activations. Run op by op that loop is slow, but compiled by XLA (`train.jit_compile`) it
+is the fastest form on a CPU: bench/loop_speed.py measures both. Sampling carries a_d forward
+inside one `tf.while_loop` either way, so drawing an image also costs O(DH).
 
 References:
   Larochelle & Murray, "The Neural Autoregressive Distribution Estimator", AISTATS 2011.
@@ -56,11 +60,21 @@ class NADE(autoregressive.AutoregressiveModel):
     ordering: "natural" or "random".
     num_levels: 2 (Bernoulli pixels) or 256 (categorical intensities).
     ordering_seed: seed of a random ordering.
+    recurrence: how the conditionals of an image are computed in parallel: "blocked" (a
+      blocked prefix sum over all D pre-activations) or "sequential" (a while loop over the
+      pixels; use it with XLA). Both give the same numbers.
   """
 
+  RECURRENCES = ("blocked", "sequential")
+
   def __init__(self, image_shape, hidden_size: int = 500, ordering: str = "natural",
-               num_levels: int = 2, ordering_seed: int = 0, **kwargs):
+               num_levels: int = 2, ordering_seed: int = 0, recurrence: str = "blocked",
+               **kwargs):
     super().__init__(image_shape, num_levels, **kwargs)
+    if recurrence not in self.RECURRENCES:
+      raise errors.ConfigError(f"unknown NADE recurrence {recurrence!r}; known: "
+                               f"{', '.join(self.RECURRENCES)}")
+    self.recurrence = recurrence
     d, h, k = self.event_size, hidden_size, self.num_outputs
     self.hidden_size = hidden_size
     self.order = make_ordering(ordering, d, ordering_seed)
@@ -93,10 +107,29 @@ class NADE(autoregressive.AutoregressiveModel):
     a = self.hidden_bias + before_block[:, :, None, :] + within_block
     return tf.reshape(a, [-1, self.event_size, h])
 
+  def _sequential_logits(self, inputs):
+    """V_d · σ(a_d) for every d, [B, D, K], carrying a_d through a while loop over d."""
+    inputs_by_pixel = tf.transpose(inputs)  # [D, B]: one row per iteration.
+
+    def step(d, a, outputs):
+      outputs = outputs.write(d, tf.einsum("bh,hk->bk", tf.sigmoid(a), self.output_weight[d]))
+      return d + 1, a + inputs_by_pixel[d][:, None] * self.input_weight[d], outputs
+
+    a0 = tf.zeros([tf.shape(inputs)[0], self.hidden_size], inputs.dtype) + self.hidden_bias
+    _, _, outputs = tf.while_loop(
+        lambda d, *_: d < self.event_size, step,
+        (tf.constant(0), a0, tf.TensorArray(inputs.dtype, size=self.event_size)),
+        maximum_iterations=self.event_size)
+    return tf.transpose(outputs.stack(), [1, 0, 2])
+
   def logits(self, x, training=False):
     del training
-    hidden = tf.sigmoid(self.hidden_preactivations(self._inputs(self.check_images(x))))
-    logits = tf.einsum("bdh,dhk->bdk", hidden, self.output_weight) + self.output_bias
+    inputs = self._inputs(self.check_images(x))
+    if self.recurrence == "sequential":
+      logits = self._sequential_logits(inputs) + self.output_bias
+    else:
+      hidden = tf.sigmoid(self.hidden_preactivations(inputs))
+      logits = tf.einsum("bdh,dhk->bdk", hidden, self.output_weight) + self.output_bias
     if self.num_levels == 2:
       return self._to_image(logits[..., 0])
     return self._to_image(logits, [self.num_outputs])

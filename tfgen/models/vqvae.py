@@ -242,8 +242,8 @@ class VQVAE(_CodeGridTools, base.GenerativeModel):
     codebook: "ema" (moving averages) or "loss" (the codebook loss trains it by gradient).
     commitment_cost: β.
     ema_decay: γ of the "ema" codebook.
-    likelihood: "bernoulli", "logistic" or "normal"; "" picks Bernoulli for binary data and the
-      discretized logistic otherwise.
+    likelihood: "bernoulli", "logistic", "normal" or "categorical" (256-way); "" picks
+      Bernoulli for binary data and the discretized logistic otherwise.
     learned_scale, fixed_scale: the scale of a continuous likelihood (likelihoods.py).
     binary: whether the data are binary (from the data).
   """
