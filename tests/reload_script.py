@@ -124,4 +124,7 @@ def main(saved_model, inputs_path, out_path):
 
 
 if __name__ == "__main__":
-  main(*sys.argv[1:4])
+  # SAVED_MODEL INPUTS OUT, repeated: one process (one TensorFlow import) serves them all.
+  arguments = sys.argv[1:]
+  for i in range(0, len(arguments), 3):
+    main(*arguments[i:i + 3])

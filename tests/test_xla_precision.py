@@ -96,7 +96,7 @@ def test_compute_precision_restores_the_global_policy():
   other = _build("pixelcnn", "tiny")
   assert other.first.compute_dtype == "float32"
   # The sampler runs with 16-bit layers too, and gives binary pixels.
-  samples = model.sample(2, seeding.as_seed(0)).numpy()
+  samples = tf.function(model.sample)(2, seeding.as_seed(0)).numpy()
   assert samples.dtype == np.float32 and set(np.unique(samples)) <= {0.0, 1.0}
 
 
