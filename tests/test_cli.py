@@ -123,14 +123,3 @@ def test_missing_data_is_one_clear_error(tmp_path):
   assert "binarized_mnist_train.amat" in result.stderr and "manual_dir" in result.stderr
   assert "Traceback" not in result.stderr
 
-
-def test_commands_import_keras_without_scikit_learn_which_bayesian_search_still_gets():
-  code = ("import sys\n"
-          "from tfgen.apps import common\n"
-          "common.import_keras()\n"
-          "assert 'keras' in sys.modules and 'sklearn' not in sys.modules\n"
-          "from tfgen import tune\n"
-          "from keras_tuner.src.tuners import bayesian\n"
-          "assert bayesian.sklearn is not None\n")
-  result = _run([sys.executable, "-c", code])
-  assert result.returncode == 0, result.stderr[-2000:]
