@@ -5,6 +5,7 @@ same way: `config.seed`, `config.data.*`, `config.model.name`, `config.train.*`,
 """
 
 import difflib
+import importlib.util
 import json
 import os
 import time
@@ -16,6 +17,15 @@ from tfgen import errors
 
 CONFIG_FILE = "config.json"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def load_file(spec: str) -> ml_collections.ConfigDict:
+  """get_config(VARIANT) of the config file in "FILE[:VARIANT]" (get_config() without one)."""
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("tfgen_config_file", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -21,7 +21,6 @@ This module imports TensorFlow only when it trains, evaluates or loads a config 
 import ast
 import dataclasses
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ import ml_collections
 import tfgen
 from tfgen import config as config_lib
 from tfgen import errors
+from tfgen import files
 
 # The source checkout that holds configs/ (tfgen-reproduce needs `pip install -e .`).
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -252,10 +252,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(full):
     raise ReproduceError(f"config file {full!r} does not exist (tfgen-reproduce reads the "
                          "configs/ of a source checkout installed with pip install -e .)")
-  module_spec = importlib.util.spec_from_file_location("tfgen_reproduce_config", full)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
+  return config_lib.load_file(f"{full}:{variant}" if variant else full)
 
 
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
@@ -365,12 +362,6 @@ def _result_problem(result, name: str, table: str) -> str:
   return ""
 
 
-def _write_json(path: str, obj) -> None:
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
 
 
 def _finished(result: Optional[Dict], entry: Entry, target: int) -> bool:
@@ -673,7 +664,7 @@ def _run_entry(table, entry, root, config_and_planned, max_epochs, overrides, co
     result = {"format": RESULT_FORMAT, "table": table.name, "entry": entry.name,
               "config": entry.config, **result,
               **_provenance(entry, overrides, max_epochs, command)}
-    _write_json(result_path(root, entry.name), result)
+    files.write_json(result_path(root, entry.name), result)
     taken = f"; {why}" if why else ""
     return Outcome(entry.name, "done", f"{_numbers_text(result)}, {_epochs_text(result)}"
                    f"{taken}", result)

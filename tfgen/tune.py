@@ -53,6 +53,7 @@ from tensorboard.plugins.hparams import api as hp_api
 from tfgen import config as config_lib
 from tfgen import errors
 from tfgen import evaluate
+from tfgen import files
 from tfgen import train
 from tfgen import workdir as workdir_lib
 
@@ -318,10 +319,7 @@ def _public(values: Dict) -> Dict:
 
 
 def _write_json(path: str, obj) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  files.write_json(path, obj, sort_keys=True)
 
 
 def _read_json(path: str) -> Optional[Dict]:

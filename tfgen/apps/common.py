@@ -6,7 +6,6 @@ missing config file, bad value); 130 after Ctrl-C (SIGINT) and 143 after SIGTERM
 program has saved what it can (tfgen-train writes a checkpoint on its way out).
 """
 
-import importlib.util
 import os
 import re
 import signal
@@ -84,11 +83,8 @@ def usage_message(argv, error: BaseException) -> str:
 
 def _load_config(config_arg: str):
   """get_config(VARIANT) of the config file in --config=FILE[:VARIANT]."""
-  path, _, variant = config_arg.partition(":")
-  spec = importlib.util.spec_from_file_location("tfgen_config_file", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
+  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load_file(config_arg)
 
 
 def _first_line(error: BaseException) -> str:
