@@ -28,6 +28,8 @@ setuptools.setup(
         "absl-py>=2.1,<3",
         "ml-collections>=1.0,<2",
         "numpy>=1.26,<3",
+        # tfgen-vsc-study plot draws its figures with it.
+        "matplotlib>=3.8,<4",
     ],
     extras_require={
         # pytest-xdist: the suite runs in 2 processes (pytest.ini), one test file each at a time.
@@ -42,6 +44,7 @@ setuptools.setup(
             "tfgen-tune=tfgen.apps.tune:run",
             "tfgen-style=tfgen.apps.style:run",
             "tfgen-reproduce=tfgen.apps.reproduce:run",
+            "tfgen-vsc-study=tfgen.apps.vsc_study:run",
         ],
     },
 )

@@ -15,3 +15,28 @@ def write_json(path: str, obj, sort_keys: bool = False) -> None:
     json.dump(obj, f, indent=2, sort_keys=sort_keys)
     f.write("\n")
   os.replace(tmp, path)
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes text to path atomically (see write_json)."""
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def replace_between_markers(path: str, begin: str, end: str, block: str) -> None:
+  """Replaces what lies between the lines `begin` and `end` of the text file at path.
+
+  Raises:
+    OSError: the file cannot be read or written.
+    ValueError: the markers are missing, repeated or out of order (the message says which).
+  """
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+    raise ValueError(f"{path} needs exactly one pair of lines {begin} and {end} (in that "
+                     "order) where the table goes")
+  head, rest = text.split(begin, 1)
+  _, tail = rest.split(end, 1)
+  write_text(path, f"{head}{begin}\n{block}\n{end}{tail}")

@@ -894,21 +894,6 @@ def render(table_name: str, root: str, planned_epochs: Optional[Mapping[str, int
   return "\n".join(lines)
 
 
-def replace_between_markers(text: str, table_name: str, block: str, where: str = "") -> str:
-  """`text` with what lies between the table's marker comments replaced by `block`.
-
-  Raises:
-    ReproduceError: the markers are missing, repeated or out of order.
-  """
-  begin, end = markers(table_name)
-  if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
-    raise ReproduceError(f"{where or 'the file'} needs exactly one pair of lines {begin} and "
-                         f"{end} (in that order) where the {table_name} table goes")
-  head, rest = text.split(begin, 1)
-  _, tail = rest.split(end, 1)
-  return f"{head}{begin}\n{block}\n{end}{tail}"
-
-
 def report(table_name: str, root: str, results_md: Optional[str] = None) -> str:
   """Renders a table; with results_md, also writes it between the table's markers there.
 
@@ -921,15 +906,11 @@ def report(table_name: str, root: str, results_md: Optional[str] = None) -> str:
   block = render(table_name, root)
   if results_md:
     try:
-      with open(results_md, encoding="utf-8") as f:
-        text = f.read()
+      files.replace_between_markers(results_md, *markers(table_name), block)
     except OSError as e:
-      raise ReproduceError(f"cannot read {results_md!r}: {e.strerror or e}") from e
-    new = replace_between_markers(text, table_name, block, where=results_md)
-    tmp = f"{results_md}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(new)
-    os.replace(tmp, results_md)
+      raise ReproduceError(f"cannot rewrite {results_md!r}: {e.strerror or e}") from e
+    except ValueError as e:
+      raise ReproduceError(f"{e} ({table_name})") from e
   return block
 
 
