@@ -177,6 +177,11 @@ def test_resuming_mid_epoch_ends_where_an_uninterrupted_run_ends_with_the_same_w
 
   result = train.train(tiny_config, interrupted, show_progress=False)
   assert (result.epoch, result.step) == (2, 2 * STEPS_PER_EPOCH)
+  # Both invocations are on record, the stopped one with its time (tfgen-reproduce sums them).
+  sessions = workdir_lib.load_sessions(interrupted)
+  assert [(s["epochs_before"], s["epochs_after"], s["step"], s["outcome"]) for s in sessions] == [
+      (0, 1, STEPS_PER_EPOCH + 4, "stopped"), (1, 2, 2 * STEPS_PER_EPOCH, "finished")]
+  assert all(s["seconds"] > 0 and s["host"] for s in sessions)
   # The skipped batches are exactly those trained before the interruption: same weights.
   for a, b in zip(_weights(uninterrupted), _weights(interrupted)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

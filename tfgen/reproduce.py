@@ -658,8 +658,7 @@ def _run_entry(table, entry, root, config_and_planned, max_epochs, overrides, co
     if entry.trained_by:
       result = _evaluate_trained_by(table, entry, root, workdir, show_progress)
     else:
-      result = _train_and_evaluate(entry, workdir, config, planned, target, show_progress,
-                                   previous)
+      result = _train_and_evaluate(entry, workdir, config, planned, target, show_progress)
     # What ran first, then the numbers, then where and how.
     result = {"format": RESULT_FORMAT, "table": table.name, "entry": entry.name,
               "config": entry.config, **result,
@@ -674,20 +673,21 @@ def _run_entry(table, entry, root, config_and_planned, max_epochs, overrides, co
     release_claim(claim)
 
 
-def _train_and_evaluate(entry, workdir, config, planned, target, show_progress, previous):
+def _train_and_evaluate(entry, workdir, config, planned, target, show_progress):
   from tfgen import train as train_lib  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   # The schedule still runs to the planned num_epochs; the loop stops after `target`.
   config.train.stop_after_epochs = target
-  before = checkpoint_epoch(workdir)
-  start = time.perf_counter()
+  from tfgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   trained = train_lib.train(config, workdir, show_progress=show_progress)
-  train_seconds = time.perf_counter() - start
-  runs = list(previous.get("runs", [])) if previous else []
-  train_total = train_seconds + (previous["wall_seconds"]["train"] if previous else 0.0)
+  # The loop records every invocation in the workdir, also those stopped by a signal before
+  # they reached this function's end, so the time of interrupted runs is counted too.
+  runs = [{"date": s.get("date"), "host": s.get("host"), "epochs_before": s.get("epochs_before"),
+           "epochs_after": s.get("epochs_after"), "train_seconds": s.get("seconds", 0.0),
+           "outcome": s.get("outcome")}
+          for s in workdir_lib.load_sessions(workdir)]
+  train_total = sum(float(r["train_seconds"] or 0.0) for r in runs)
   evaluation, eval_seconds = _evaluate(entry, workdir, show_progress)
-  runs.append({"date": _now(), "host": socket.gethostname(), "epochs_before": before,
-               "epochs_after": trained.epoch, "train_seconds": round(train_seconds, 1)})
   return _result(entry, evaluation, done=trained.epoch, planned=planned, step=trained.step,
                  train_seconds=train_total, eval_seconds=eval_seconds,
                  runs=runs)

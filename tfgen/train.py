@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import time
 from typing import Dict, Optional
 
@@ -331,6 +332,7 @@ def _record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress) -> TrainResult:
   """Trains; `write_dir` is workdir on the chief, a temporary folder on other workers."""
+  invoked = time.perf_counter()
   chief = write_dir == workdir
   train_cfg = config.train
   # Before the pipelines are built: their shuffle seeds combine with the global seed.
@@ -376,6 +378,7 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
                        - _read_int(epoch_var) * data.steps_per_epoch, 0),
                    data.steps_per_epoch)
   finished_cleanly = nonfinite = False
+  epochs_before = _read_int(epoch_var)
   stop_after = train_cfg.get("stop_after_epochs", 0)
   end_epoch = min(stop_after, train_cfg.num_epochs) if stop_after else train_cfg.num_epochs
   # A SIGTERM or Ctrl-C stops the loop between compiled train calls (tfgen/signals.py).
@@ -431,6 +434,13 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
       if not finished_cleanly and not nonfinite and step != saved_step:
         saved_step = _save(manager, step, chief)
       writer.flush()
+      if chief:
+        outcome = ("finished" if finished_cleanly else "non-finite loss" if nonfinite
+                   else "stopped")
+        workdir_lib.record_session(
+            workdir, date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), host=socket.gethostname(),
+            epochs_before=epochs_before, epochs_after=_read_int(epoch_var), step=step,
+            seconds=round(time.perf_counter() - invoked, 1), outcome=outcome)
   if chief and not os.path.exists(os.path.join(workdir, SAMPLES_PNG)):
     write_image_grids(model, grid_images, workdir, config.seed, _read_int(optimizer.iterations),
                       writer)

@@ -3,6 +3,7 @@
 import contextlib
 import fcntl
 import glob
+import json
 import os
 import shutil
 from typing import List, Optional
@@ -11,11 +12,14 @@ from absl import logging
 import tensorflow as tf
 
 from tfgen import errors
+from tfgen import files
 
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
 DATA_INFO_FILE = "data_info.json"
+# One entry per invocation of the training loop, interrupted ones included.
+SESSIONS_FILE = "training_sessions.json"
 
 
 @contextlib.contextmanager
@@ -156,3 +160,21 @@ def load_data_info(workdir: str):
       return data.DataInfo.from_json(f.read())
   except FileNotFoundError:
     return None
+
+
+def record_session(workdir: str, **facts) -> None:
+  """Appends one invocation of the training loop (its epochs, wall time, outcome) to the run's
+  SESSIONS_FILE, so that the time of every invocation, also a stopped one, is known later."""
+  sessions = load_sessions(workdir)
+  sessions.append(facts)
+  files.write_json(os.path.join(workdir, SESSIONS_FILE), sessions)
+
+
+def load_sessions(workdir: str) -> List[dict]:
+  """The run's recorded training invocations, oldest first ([] when none or unreadable)."""
+  try:
+    with open(os.path.join(workdir, SESSIONS_FILE), encoding="utf-8") as f:
+      sessions = json.load(f)
+  except (OSError, ValueError):
+    return []
+  return sessions if isinstance(sessions, list) else []
