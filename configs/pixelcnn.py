@@ -5,9 +5,17 @@ Run:
   tfgen-evaluate --workdir=/tmp/pixelcnn        # exact test NLL
   tfgen-sample --workdir=/tmp/pixelcnn --num=16 --out=pixelcnn.png
 
+Colour (8-bit RGB, R | G | B channel masks; docs/autoregressive.md, "Colour images"):
+  tfgen-train --config=configs/pixelcnn.py:data=photo_crops --workdir=/tmp/pixelcnn_colour \
+    --config.data.manual_dir=../shared/data/photos
+  tfgen-train --config=configs/pixelcnn.py:data=celeb_a,output=logistic_mixture \
+    --workdir=/tmp/pixelcnn_celeb_a
+
 Variants (configs/pixelcnn.py:OPTION=VALUE,...): blocks=15, channels=128 (paper scale),
 epochs=N, data=binarized_mnist|mnist|fashion_mnist (grey-scale sets with binarization=none
-get 256-way softmax pixels: --config.data.binarization=none), tiny.
+get 256-way softmax pixels: --config.data.binarization=none) |photo_crops|celeb_a (colour,
+8-bit), output=categorical|logistic_mixture (PixelCNN++'s mixture per pixel; 8-bit data only),
+mixtures=M (its components; 0 keeps the model's default), tiny.
 
 Reference test NLL on binarized MNIST (nats): PixelCNN 81.30 (van den Oord et al. 2016); a
 PyTorch zoo reports 81.45 with dynamic binarization. What tfgen measured is in docs/results.md.
@@ -16,8 +24,11 @@ PyTorch zoo reports 81.45 with dynamic binarization. What tfgen measured is in d
 from tfgen import config as config_lib
 from tfgen import models
 
-VARIANT_DEFAULTS = dict(blocks=15, channels=128, epochs=50, data="binarized_mnist", tiny=False)
-VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist"))
+VARIANT_DEFAULTS = dict(blocks=15, channels=128, epochs=50, data="binarized_mnist",
+                        output="categorical", mixtures=0, tiny=False)
+VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist", "photo_crops",
+                             "celeb_a"),
+                       output=("categorical", "logistic_mixture"))
 
 
 def get_config(arg: str = ""):
@@ -25,7 +36,9 @@ def get_config(arg: str = ""):
   config = config_lib.base_config()
   config.data.name = opts["data"]
   config.model = models.model_config("pixelcnn", num_blocks=opts["blocks"],
-                                     channels=opts["channels"])
+                                     channels=opts["channels"], output=opts["output"])
+  if opts["mixtures"]:
+    config.model.num_mixtures = opts["mixtures"]
   config_lib.decaying_adam(config, batch_size=64, num_epochs=opts["epochs"],
                            checkpoint_every_epochs=1)
   config.train.steps_per_execution = 10

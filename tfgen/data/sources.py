@@ -520,3 +520,68 @@ def celeb_a(config) -> RawData:
             for s in ("train", "validation", "test")}
   counts = {s: _cardinality(ds) for s, ds in splits.items()}
   return RawData(splits, counts, (64, 64, 3), config.binarization or "none")
+
+
+PHOTO_FILES = ("china.jpg", "flower.jpg")
+PHOTO_CROP = 32
+# Columns of each photo's grid of crops, by column index modulo 10: stripes across the whole
+# photo, so every split sees both photos and most of their content, and no crop is in two splits.
+PHOTO_SPLIT_COLUMNS = {"train": tuple(range(8)), "validation": (8,), "test": (9,)}
+
+
+def read_photo_crops(paths: List[str]) -> Dict[str, np.ndarray]:
+  """Cuts each photo into the non-overlapping 32x32 crops of a grid from its top-left corner
+  (the rest of the last row and column dropped) and splits them by grid column.
+
+  Args:
+    paths: JPEG files, in a fixed order.
+
+  Returns:
+    split name to uint8 [N, 32, 32, 3], crops in the order photo, grid row, grid column.
+
+  Raises:
+    DataError: a file that cannot be read as a JPEG, or is smaller than one crop.
+  """
+  parts = {s: [] for s in PHOTO_SPLIT_COLUMNS}
+  for path in paths:
+    try:
+      # The exact integer DCT: the same pixels from every libjpeg build, so the crops repeat.
+      photo = tf.io.decode_jpeg(tf.io.read_file(path), channels=3,
+                                dct_method="INTEGER_ACCURATE").numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+      cause = (e.message or type(e).__name__).splitlines()[0]
+      raise errors.DataError(f"photo {path!r} is not a readable JPEG: {cause}") from None
+    rows, columns = photo.shape[0] // PHOTO_CROP, photo.shape[1] // PHOTO_CROP
+    if not rows or not columns:
+      raise errors.DataError(f"photo {path!r} is {photo.shape[0]}x{photo.shape[1]}, smaller than "
+                             f"one {PHOTO_CROP}x{PHOTO_CROP} crop")
+    # [grid rows, grid columns, 32, 32, 3]
+    grid = photo[:rows * PHOTO_CROP, :columns * PHOTO_CROP].reshape(
+        rows, PHOTO_CROP, columns, PHOTO_CROP, 3).transpose(0, 2, 1, 3, 4)
+    for split, stripes in PHOTO_SPLIT_COLUMNS.items():
+      keep = [j for j in range(columns) if j % 10 in stripes]
+      parts[split].append(grid[:, keep].reshape(-1, PHOTO_CROP, PHOTO_CROP, 3))
+  return {s: np.concatenate(p) for s, p in parts.items()}
+
+
+@SOURCES.register("photo_crops")
+def photo_crops(config) -> RawData:
+  """A tiny real colour set: 32x32 RGB crops of two photographs (china.jpg and flower.jpg, the
+  427x640 sample images scikit-learn ships) in manual_dir.
+
+  A grid of non-overlapping crops, 13 x 20 per photo; grid columns 0-7 and 10-17 are training
+  crops, 8 and 18 validation, 9 and 19 test: 416 / 52 / 52. 8-bit intensities unless
+  config.data.binarization says otherwise.
+  """
+  manual_dir = resolve_manual_dir(config.manual_dir)
+  paths = [os.path.join(manual_dir, f) for f in PHOTO_FILES] if manual_dir else []
+  missing = [p for p in paths if not os.path.exists(p)]
+  if not paths or missing:
+    raise errors.DataError(
+        f"data set 'photo_crops' needs {' and '.join(PHOTO_FILES)} in a folder given as "
+        f"--config.data.manual_dir=DIR (or ${MANUAL_DIR_ENV}=DIR); "
+        + (f"{missing[0]!r} does not exist" if missing else "no manual_dir was given"))
+  crops = read_photo_crops(paths)
+  splits = {s: tf.data.Dataset.from_tensor_slices({"image": c}) for s, c in crops.items()}
+  return RawData(splits, {s: len(c) for s, c in crops.items()}, (PHOTO_CROP, PHOTO_CROP, 3),
+                 config.binarization or "none")

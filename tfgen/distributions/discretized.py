@@ -9,6 +9,10 @@ probability of 8-bit data in nats, comparable across models, and bits per dimens
 
 `Categorical8Bit` is a 256-way softmax over the same levels, in the same [0, 1] units.
 
+`DiscretizedLogisticMixture` is PixelCNN++'s distribution of a whole pixel: a mixture of
+logistics, the same mixture component for all its channels, channel c's location shifted
+linearly by the values of the channels before it (G by R, B by R and G).
+
 References:
   van den Oord, Kalchbrenner & Kavukcuoglu, "Pixel Recurrent Neural Networks", ICML 2016.
   Salimans, Karpathy, Chen & Kingma, "PixelCNN++: Improving the PixelCNN with Discretized
@@ -27,6 +31,34 @@ tfd = tfp.distributions
 NUM_LEVELS = 256
 HALF_BIN = 0.5 / (NUM_LEVELS - 1)
 BASES = {"logistic": tfd.Logistic, "normal": tfd.Normal}
+
+
+def discretized_log_mass(base: tfd.Distribution, x, half_bin: float = HALF_BIN) -> tf.Tensor:
+  """log of the mass a continuous `base` puts on the bin of level x, in nats.
+
+  The levels are 0, 2δ, …, 1 with δ = half_bin (δ = 1/510 for 8-bit data, 0.5/(K − 1) for K
+  levels); level x owns [x − δ, x + δ], the first and last bins stretched to −∞ and +∞ so the
+  masses of all levels sum to 1.
+
+  Args:
+    base: a continuous distribution with a `loc` (Logistic or Normal), broadcastable with x.
+    x: float levels in [0, 1].
+    half_bin: δ.
+  """
+  x = tf.convert_to_tensor(x, tf.float32)
+  lower, upper = x - half_bin, x + half_bin
+  # Right of the location the survival functions hold the bin's mass without the cancellation
+  # of two CDFs near 1. Both branches stay finite, so tf.where passes finite gradients.
+  mass = tf.where(x > base.loc,
+                  base.survival_function(lower) - base.survival_function(upper),
+                  base.cdf(upper) - base.cdf(lower))
+  # Where the mass is too small for float32 differences (a bin far in a tail, or a scale far
+  # below the bin width), the density at x times the bin width is the accurate value.
+  tiny = mass < 1e-5
+  middle = tf.where(tiny, base.log_prob(x) + math.log(2 * half_bin),
+                    tf.math.log(tf.maximum(mass, 1e-12)))
+  return tf.where(x < half_bin, base.log_cdf(upper),
+                  tf.where(x > 1.0 - half_bin, base.log_survival_function(lower), middle))
 
 
 class Discretized8Bit(parameters_lib.LocScale, tfd.Distribution):
@@ -65,21 +97,7 @@ class Discretized8Bit(parameters_lib.LocScale, tfd.Distribution):
     return tf.constant([], tf.int32)
 
   def _log_prob(self, x):
-    base = self._base()
-    x = tf.convert_to_tensor(x, tf.float32)
-    lower, upper = x - HALF_BIN, x + HALF_BIN
-    # Right of the location the survival functions hold the bin's mass without the cancellation
-    # of two CDFs near 1. Both branches stay finite, so tf.where passes finite gradients.
-    mass = tf.where(x > self._loc,
-                    base.survival_function(lower) - base.survival_function(upper),
-                    base.cdf(upper) - base.cdf(lower))
-    # Where the mass is too small for float32 differences (a bin far in a tail, or a scale far
-    # below the bin width), the density at x times the bin width is the accurate value.
-    tiny = mass < 1e-5
-    middle = tf.where(tiny, base.log_prob(x) + math.log(2 * HALF_BIN),
-                      tf.math.log(tf.maximum(mass, 1e-12)))
-    return tf.where(x < HALF_BIN, base.log_cdf(upper),
-                    tf.where(x > 1.0 - HALF_BIN, base.log_survival_function(lower), middle))
+    return discretized_log_mass(self._base(), x, HALF_BIN)
 
   def _sample_n(self, n, seed=None):
     draws = self._base().sample(n, seed=seed)
@@ -148,3 +166,129 @@ class Categorical8Bit(tfd.Distribution):
 
   def _mode(self):
     return tf.cast(tf.argmax(self._logits, -1), tf.float32) / (NUM_LEVELS - 1)
+
+
+def coefficient_index(channel: int, earlier: int) -> int:
+  """Row of the coefficient of channel `earlier` in channel `channel`'s location (earlier <
+  channel): (1, 0) → 0, (2, 0) → 1, (2, 1) → 2, …"""
+  return channel * (channel - 1) // 2 + earlier
+
+
+class DiscretizedLogisticMixture(tfd.Distribution):
+  """PixelCNN++'s discretized logistic mixture over the C channels of one pixel.
+
+  p(x) = Σ_m π_m ∏_c L(x_c; μ_{c,m} + Σ_{j<c} a_{c,j,m} x_j, s_{c,m}), where L is a logistic
+  discretized to `num_levels` levels in [0, 1] (discretized_log_mass) and the mixture component m
+  is shared by the channels (Salimans et al. 2017, section 2.2). It is normalised for any
+  parameters: summing over x_C, …, x_1 in turn leaves Σ_m π_m = 1.
+
+  Batch shape [...], event shape [C].
+
+  Args:
+    logits: [..., M] mixture logits.
+    locs: [..., C, M] locations μ before the linear dependence, in [0, 1] units.
+    scales: [..., C, M] positive scales.
+    coefficients: [..., C(C − 1)/2, M] the a_{c,j,m}, row coefficient_index(c, j).
+    num_levels: K; levels k / (K − 1) (256 for 8-bit data).
+  """
+
+  def __init__(self, logits, locs, scales, coefficients, num_levels: int = NUM_LEVELS,
+               validate_args=False, allow_nan_stats=True, name="DiscretizedLogisticMixture"):
+    parameters = dict(locals())
+    with tf.name_scope(name) as name:
+      self._logits = tf.convert_to_tensor(logits, tf.float32, name="logits")
+      self._locs = tf.convert_to_tensor(locs, tf.float32, name="locs")
+      self._scales = tf.convert_to_tensor(scales, tf.float32, name="scales")
+      self._coefficients = tf.convert_to_tensor(coefficients, tf.float32, name="coefficients")
+      self.num_levels = int(num_levels)
+      self.half_bin = 0.5 / (self.num_levels - 1)
+      self.num_channels = int(self._locs.shape[-2])
+      super().__init__(dtype=tf.float32, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                       validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                       parameters=parameters, name=name)
+
+  @classmethod
+  def _parameter_properties(cls, dtype, num_classes=None):
+    return dict(logits=tfp.util.ParameterProperties(event_ndims=1),
+                locs=tfp.util.ParameterProperties(event_ndims=2),
+                scales=tfp.util.ParameterProperties(event_ndims=2),
+                coefficients=tfp.util.ParameterProperties(event_ndims=2))
+
+  def _event_shape(self):
+    return tf.TensorShape([self.num_channels])
+
+  def _event_shape_tensor(self):
+    return tf.constant([self.num_channels], tf.int32)
+
+  def channel_locs(self, x: tf.Tensor, channel: int) -> tf.Tensor:
+    """Channel `channel`'s component locations given the channels before it in x, [..., M]."""
+    loc = self._locs[..., channel, :]
+    for j in range(channel):
+      loc = loc + self._coefficients[..., coefficient_index(channel, j), :] * x[..., j:j + 1]
+    return loc
+
+  def _channel_log_mass(self, x, channel):
+    base = tfd.Logistic(self.channel_locs(x, channel), self._scales[..., channel, :])
+    return discretized_log_mass(base, x[..., channel:channel + 1], self.half_bin)
+
+  def joint_log_weights(self, x: tf.Tensor, channels: int) -> tf.Tensor:
+    """log p(m, x_1 … x_channels) for every component m, [..., M] (channels = 0: log π)."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    out = tf.nn.log_softmax(self._logits)
+    for c in range(channels):
+      out = out + self._channel_log_mass(x, c)
+    return out
+
+  def _log_prob(self, x):
+    return tf.reduce_logsumexp(self.joint_log_weights(x, self.num_channels), axis=-1)
+
+  def channel_mean(self, x: tf.Tensor, channel: int) -> tf.Tensor:
+    """E[x_channel | the channels before it], [...]: the components weighted by their posterior,
+    each by its clipped location (as Discretized8Bit's mean)."""
+    weights = tf.nn.softmax(self.joint_log_weights(x, channel))
+    locs = tf.clip_by_value(self.channel_locs(x, channel), 0.0, 1.0)
+    return tf.reduce_sum(weights * locs, axis=-1)
+
+  def conditional_means(self, x: tf.Tensor) -> tf.Tensor:
+    """channel_mean of every channel given x's earlier channels, [..., C]."""
+    return tf.stack([self.channel_mean(x, c) for c in range(self.num_channels)], axis=-1)
+
+  def draw_channel(self, x: tf.Tensor, channel: int, seed: tf.Tensor):
+    """Draws channel `channel` given the channels before it in x ([..., C]; later ones are
+    ignored): a component from its posterior given those channels, then a level from it.
+
+    Drawn channel by channel this way, whole pixels follow p(x) exactly, and a channel that is
+    given (inpainting) conditions the ones after it.
+
+    Returns:
+      (value, mean), both [...] in [0, 1]: the level drawn and channel_mean.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    component_seed, value_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    log_weights = self.joint_log_weights(x, channel)
+    num = tf.shape(log_weights)[-1]
+    flat = tf.reshape(log_weights, [-1, num])
+    component = tf.random.stateless_categorical(flat, 1, seed=component_seed, dtype=tf.int32)
+    one_hot = tf.reshape(tf.one_hot(component[:, 0], num), tf.shape(log_weights))
+    loc = tf.reduce_sum(one_hot * self.channel_locs(x, channel), -1)
+    scale = tf.reduce_sum(one_hot * self._scales[..., channel, :], -1)
+    # The logistic's inverse CDF; clipping to [0, 1] then rounding gives the end bins their tails.
+    u = tf.random.stateless_uniform(tf.shape(loc), seed=value_seed, minval=1e-6,
+                                    maxval=1.0 - 1e-6)
+    draw = loc + scale * (tf.math.log(u) - tf.math.log1p(-u))
+    top = self.num_levels - 1.0
+    value = tf.round(tf.clip_by_value(draw, 0.0, 1.0) * top) / top
+    return value, self.channel_mean(x, channel)
+
+  def _sample_n(self, n, seed=None):
+    seed = tfp.random.sanitize_seed(seed)
+    shape = tf.concat([[n], self.batch_shape_tensor(), [self.num_channels]], 0)
+    x = tf.zeros(shape)
+    for c in range(self.num_channels):
+      value, _ = self.draw_channel(x, c, tf.random.experimental.stateless_fold_in(seed, c))
+      x = tf.concat([x[..., :c], value[..., None], x[..., c + 1:]], axis=-1)
+    return x
+
+  def _mean(self):
+    raise NotImplementedError("the mixture's channel means depend on the earlier channels; use "
+                              "conditional_means(x)")

@@ -166,8 +166,8 @@ class AutoregressiveModel(base.GenerativeModel):
     return {"labels": tf.constant(labels, tf.int32)}
 
   def _samples_picture(self, request):
-    images = self.sample(request.num, seed=seeding.as_seed(request.seed), mean=request.mean,
-                         **self._class_labels(request))
+    images = self.compiled_sample(request.num, seed=seeding.as_seed(request.seed),
+                                  mean=request.mean, **self._class_labels(request))
     return viz.image_grid(images.numpy(), request.num_columns)
 
   def _inpaint_picture(self, request):
@@ -176,8 +176,9 @@ class AutoregressiveModel(base.GenerativeModel):
     rows = self.image_shape[0]
     known = tf.range(rows)[None, :, None, None] < rows // 2
     conditioned_on = tf.where(known, originals, UNKNOWN)
-    filled = self.sample(request.num, seed=seeding.as_seed(request.seed), mean=request.mean,
-                         conditioned_on=conditioned_on, **self._class_labels(request))
+    filled = self.compiled_sample(request.num, seed=seeding.as_seed(request.seed),
+                                  mean=request.mean, conditioned_on=conditioned_on,
+                                  **self._class_labels(request))
     filled = tf.where(known, originals, filled)
     return viz.reconstruction_pairs(originals.numpy(), filled.numpy(),
                                     request.num_columns or 8)
@@ -187,14 +188,14 @@ class AutoregressiveModel(base.GenerativeModel):
     """Runs the sampler; returns (draws, conditional means), both [num, H, W, C] in [0, 1]."""
 
   @staticmethod
-  def place_pixel(image, means, known, values, r, c, value, mean):
-    """Writes pixel (r, c) of every image: its draw (or the known value, when inpainting) into
-    `image` and its conditional mean into `means`, both [num, H, W, 1]; returns (value, image,
-    means) with value [num] as written."""
+  def place_pixel(image, means, known, values, r, c, value, mean, channel=0):
+    """Writes channel `channel` of pixel (r, c) of every image: its draw (or the known value,
+    when inpainting) into `image` and its conditional mean into `means`, both [num, H, W, C];
+    returns (value, image, means) with value [num] as written."""
     num = tf.shape(image)[0]
-    value = tf.where(known[:, r, c, 0], values[:, r, c, 0], value)
+    value = tf.where(known[:, r, c, channel], values[:, r, c, channel], value)
     index = tf.stack([tf.range(num), tf.fill([num], r), tf.fill([num], c),
-                      tf.zeros([num], tf.int32)], axis=1)
+                      tf.fill([num], channel)], axis=1)
     return (value, tf.tensor_scatter_nd_update(image, index, value),
             tf.tensor_scatter_nd_update(means, index, mean))
 

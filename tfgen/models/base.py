@@ -40,6 +40,7 @@ import abc
 import dataclasses
 import inspect
 import math
+import weakref
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
@@ -53,6 +54,10 @@ from tfgen import schedules
 from tfgen import seeding
 from tfgen import viz
 from tfgen.models import capabilities as caps
+
+# model -> its compiled `sample` (GenerativeModel.compiled_sample); weak, so that models that are
+# dropped are freed, and outside the model, so that SavedModel export does not see it.
+_COMPILED_SAMPLERS = weakref.WeakKeyDictionary()
 
 tfd = tfp.distributions
 
@@ -254,15 +259,31 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
   def training_pictures(self, images: np.ndarray, seed: int) -> Dict[str, np.ndarray]:
     """{name: uint8 picture} written as name.png at each checkpoint; images: validation [N, ...]."""
     del images
-    samples = self.sample(NUM_GRID_IMAGES, seed=seeding.as_seed([seed, 1]), mean=True)
+    samples = self.compiled_sample(NUM_GRID_IMAGES, seed=seeding.as_seed([seed, 1]), mean=True)
     return {"samples": viz.image_grid(samples.numpy(), 8)}
+
+  def compiled_sample(self, num: int, seed, mean: bool = False, **kwargs) -> tf.Tensor:
+    """`sample` run as one compiled graph (traced once per model and argument kind).
+
+    Samplers loop with tf.while_loop over pixels, layers or flow steps; run eagerly, such a
+    loop executes step by step from Python (half a minute for a tiny PixelCNN's grid), so the
+    pictures of the training loop and tfgen-sample go through this.
+    """
+    function = _COMPILED_SAMPLERS.get(self)
+    if function is None:
+      model = weakref.ref(self)  # The cache must not keep the model alive.
+      function = tf.function(lambda num, seed, mean, **kw: model().sample(num, seed=seed,
+                                                                           mean=mean, **kw))
+      _COMPILED_SAMPLERS[self] = function
+    return function(num, seed, mean, **kwargs)
 
   def sample_modes(self) -> Dict[str, caps.SampleMode]:
     """The pictures `tfgen-sample --mode=NAME` can draw."""
     return {"samples": caps.SampleMode(self._samples_picture, help="draw from the model")}
 
   def _samples_picture(self, request: caps.SampleRequest) -> np.ndarray:
-    images = self.sample(request.num, seed=seeding.as_seed(request.seed), mean=request.mean)
+    images = self.compiled_sample(request.num, seed=seeding.as_seed(request.seed),
+                                  mean=request.mean)
     return viz.image_grid(images.numpy(), request.num_columns)
 
   def signatures(self) -> Dict[str, caps.Signature]:
