@@ -43,6 +43,7 @@ setuptools.setup(
             "tfgen-export=tfgen.apps.export:run",
             "tfgen-tune=tfgen.apps.tune:run",
             "tfgen-style=tfgen.apps.style:run",
+            "tfgen-cppn=tfgen.apps.cppn:run",
             "tfgen-reproduce=tfgen.apps.reproduce:run",
             "tfgen-vsc-study=tfgen.apps.vsc_study:run",
         ],

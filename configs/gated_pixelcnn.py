@@ -30,6 +30,8 @@ VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist", "photo
                              "celeb_a"),
                        output=("categorical", "logistic_mixture"))
 
+COLOUR_DATA = ("photo_crops", "celeb_a")
+
 
 def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
@@ -52,6 +54,8 @@ def get_config(arg: str = ""):
   if opts["tiny"]:
     config.model.num_layers = 3
     config.model.channels = 8
-    space.channels = config_lib.search_choice("model.channels", (4, 8, 16))
+    # Colour layers split their maps into three groups: 4 maps are too few for that.
+    space.channels = config_lib.search_choice(
+        "model.channels", (6, 12, 24) if opts["data"] in COLOUR_DATA else (4, 8, 16))
     config_lib.make_tiny(config, limit=128, steps_per_execution=2)
   return config

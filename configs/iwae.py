@@ -17,6 +17,8 @@ Variants, as `configs/iwae.py:OPTION=VALUE,...`:
                       paper: the IWAE paper's 3280 epochs (3^i epochs at 1e-3·10^(-i/7),
                       i=0..7), batch 20, Adam ε=1e-4, and on mnist its 59,600/400 split
   batch_norm          batch normalization before each hidden activation
+  decoder=mlp|cppn    the decoder of x: an MLP to all 784 logits, or a CPPN of z and each
+                      pixel's coordinates (decodes at any resolution; docs/cppn.md)
   tiny                a model and data small enough for tests on a CPU
 
   tfgen-train --config=configs/iwae.py:model=iwae,k=50,layers=2,data=mnist,schedule=paper \
@@ -41,10 +43,10 @@ from tfgen import models
 from tfgen import schedules
 
 VARIANT_DEFAULTS = dict(model="vae", k=1, layers=1, data="binarized_mnist", schedule="budget",
-                        batch_norm=False, tiny=False)
+                        batch_norm=False, decoder="mlp", tiny=False)
 VARIANT_CHOICES = dict(model=("vae", "iwae"), layers=(1, 2),
                        data=("binarized_mnist", "mnist", "omniglot", "fashion_mnist"),
-                       schedule=("budget", "paper"))
+                       schedule=("budget", "paper"), decoder=("mlp", "cppn"))
 
 
 def get_config(arg: str = ""):
@@ -56,7 +58,7 @@ def get_config(arg: str = ""):
 
   config.model = model = models.model_config(
       "vae", objective={"vae": "elbo", "iwae": "iwae"}.get(opts["model"], opts["model"]),
-      num_importance_samples=opts["k"], batch_norm=opts["batch_norm"])
+      num_importance_samples=opts["k"], batch_norm=opts["batch_norm"], decoder=opts["decoder"])
   if opts["layers"] == 1:
     model.latent_sizes = (50,)
     model.hidden_sizes = ((200, 200),)
@@ -92,6 +94,11 @@ def get_config(arg: str = ""):
     train.eval_every_epochs = 5
   # XLA: 1.3x tfgen's loop without it at batch 20 (bench/loop_speed.py, docs/speed.md).
   train.jit_compile = True
+  if opts["decoder"] == "cppn":
+    # The cppn decoder holds [draws, images, 784 pixels, cppn_width] activations: 500 draws of
+    # 100 images would be 10 GB; 50 draws of 20 images are 200 MB.
+    config.eval.chunk_size = 50
+    config.eval.batch_size = 20
   space.learning_rate = config_lib.search_float("train.learning_rate", 1e-4, 1e-2, log=True)
   # The same k for every trial, whatever k it trains with.
   config.tuning.objective = "nll"
@@ -100,6 +107,8 @@ def get_config(arg: str = ""):
   if opts["tiny"]:
     model.latent_sizes = tuple(4 for _ in model.latent_sizes)
     model.hidden_sizes = tuple((16,) for _ in model.hidden_sizes)
+    model.cppn_width = 8
+    model.cppn_depth = 2
     config_lib.make_tiny(config)
     config.eval.num_importance_samples = 10
     config.eval.chunk_size = 4

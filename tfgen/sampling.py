@@ -20,7 +20,7 @@ from tfgen.models import capabilities as caps
 
 def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: int = 0,
                 mean: bool = True, inpaint: bool = False, label: int = -1,
-                mode: str = "samples", num_images: int = 4) -> str:
+                mode: str = "samples", num_images: int = 4, scale: float = 0.0) -> str:
   """Draws the picture of mode `mode` from workdir's newest checkpoint and writes it as a PNG.
 
   Args:
@@ -35,14 +35,19 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
       for modes that use one.
     mode: one of the modes the model declares ("samples" by default).
     num_images: test images a mode that encodes images starts from.
+    scale: resolution relative to the training images', for modes that render at any resolution
+      (0: the mode's default).
 
   Returns:
     The path written.
 
   Raises:
-    ConfigError: a mode the run's model does not declare, or a --label the mode does not use.
+    ConfigError: a mode the run's model does not declare, a --label or --scale the mode does not
+      use, or a negative --scale.
     OutputError: `out` cannot be written (checked before the model is loaded).
   """
+  if not scale >= 0 or scale == float("inf"):
+    raise errors.ConfigError(f"--scale must be a number > 0 (0: the mode's default), got {scale}")
   viz.check_writable(out)  # Before loading the model: a bad --out fails at once.
   mode = "inpaint" if inpaint else mode
   trained = evaluate.load_trained(workdir, splits=())
@@ -55,9 +60,14 @@ def sample_grid(workdir: str, num: int, out: str, seed: int = 0, num_columns: in
   if label >= 0 and not chosen.uses_label:
     raise errors.ConfigError(f"--label is not used by --mode={mode} of model {name!r}: it "
                              "needs a class-conditional model or a mode that picks test images")
+  if scale and not chosen.uses_scale:
+    scaled = [m for m, declared in modes.items() if declared.uses_scale]
+    raise errors.ConfigError(f"--scale is not used by --mode={mode} of model {name!r}; modes "
+                             "that render at another resolution: "
+                             f"{', '.join(scaled) or 'none (e.g. a vae with decoder=cppn)'}")
   request = caps.SampleRequest(num=num, seed=seed, mean=mean, label=label,
                                num_columns=num_columns, num_images=num_images, model_name=name,
-                               num_classes=trained.info.num_classes)
+                               num_classes=trained.info.num_classes, scale=scale)
   if chosen.needs_test_data:
     config = trained.config
     request.test = data_lib.load(config.data, config.train.batch_size, config.eval.batch_size,

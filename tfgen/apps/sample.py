@@ -8,6 +8,7 @@
   tfgen-sample --workdir=/tmp/ssvae --mode=analogies --num=10 --out=analogies.png
   tfgen-sample --workdir=/tmp/vsc --mode=traversal --num_images=4 --out=traversal.png
   tfgen-sample --workdir=/tmp/vsc --mode=conditional --label=3 --num=8 --out=threes.png
+  tfgen-sample --workdir=/tmp/vae_cppn --mode=hires_samples --scale=4 --out=x4.png  # 112x112
 """
 
 from absl import app
@@ -31,12 +32,17 @@ _MODE = flags.DEFINE_string("mode", "samples", "A picture the run's model offers
                             "dimensions of test images); inpaint (autoregressive models, as "
                             "--inpaint); conditional (VSC: keep the dimensions a test image uses "
                             "and redraw their values); analogies (the semi-supervised VAE: each "
-                            "test image's style decoded with every class); and whatever else the "
-                            "model declares (an unknown mode lists them).")
+                            "test image's style decoded with every class); hires_samples and "
+                            "hires_reconstructions (a VAE with the cppn decoder: decoded at "
+                            "--scale times the resolution); and whatever else the model declares "
+                            "(an unknown mode lists them).")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 4, "traversal/conditional: test images to "
                                    "encode.", lower_bound=1)
 _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last conditional "
                           "rather than a binary draw.")
+_SCALE = flags.DEFINE_float("scale", 0.0, "Modes that render at any resolution (hires_samples, "
+                            "hires_reconstructions): times the training resolution (0: the "
+                            "mode's default, 4).", lower_bound=0.0)
 flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model"], required=True)
 
 
@@ -47,13 +53,17 @@ def main(argv):
   from tfgen import sampling  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
   if _SAVED_MODEL.value:
+    if _SCALE.value:
+      from tfgen import errors  # pylint: disable=g-import-not-at-top
+      raise errors.ConfigError("--scale needs --workdir (a SavedModel serves the training "
+                               "resolution only)")
     path = sampling.saved_model_grid(_SAVED_MODEL.value, _NUM.value, _OUT.value, seed=_SEED.value,
                                      num_columns=_COLUMNS.value, mean=_MEAN.value)
   else:
     path = sampling.sample_grid(_WORKDIR.value, _NUM.value, _OUT.value, seed=_SEED.value,
                                 num_columns=_COLUMNS.value, mean=_MEAN.value,
                                 inpaint=_INPAINT.value, label=_LABEL.value, mode=_MODE.value,
-                                num_images=_NUM_IMAGES.value)
+                                num_images=_NUM_IMAGES.value, scale=_SCALE.value)
   print(f"wrote {_MODE.value} grid to {path}")
 
 

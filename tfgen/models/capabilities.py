@@ -95,6 +95,8 @@ class SampleRequest:
     num_images: test images a mode that encodes images starts from.
     model_name: config.model.name, for messages.
     num_classes: classes of the data set, or None.
+    scale: resolution relative to the training images' (`--scale`), for modes that declare
+      `uses_scale`; 0: the mode's own default.
     test: the test split (batched, with `image` and maybe `label`), for modes that declare
       `needs_test_data`; None otherwise.
   """
@@ -106,6 +108,7 @@ class SampleRequest:
   num_images: int = 4
   model_name: str = ""
   num_classes: Optional[int] = None
+  scale: float = 0.0
   test: Optional[tf.data.Dataset] = None
 
 
@@ -117,11 +120,13 @@ class SampleMode:
     fn: (SampleRequest) -> uint8 picture [rows, columns, C].
     needs_test_data: whether fn reads request.test.
     uses_label: whether fn reads request.label (else --label is refused for this mode).
+    uses_scale: whether fn reads request.scale (else --scale is refused for this mode).
     help: one line for --help and error messages.
   """
   fn: Callable[[SampleRequest], np.ndarray]
   needs_test_data: bool = False
   uses_label: bool = False
+  uses_scale: bool = False
   help: str = ""
 
 

@@ -19,6 +19,11 @@ variance of the gradient; the `distortion` is −E_q[log p(x | z_1)].
 The architectures of the IWAE paper: one stochastic layer 784-200-200-50 (tanh), two stochastic
 layers with deterministic layers 200-200 and 100-100 and latents 100 and 50.
 
+The decoder of x (`decoder`): "mlp" maps z_1 to all H·W·C logits at once; "cppn" maps z_1 and
+the coordinates of a pixel to that pixel's logit (a compositional pattern-producing network,
+tfgen/cppn.py), so the trained model decodes at any resolution: `tfgen-sample --mode=hires_samples
+--scale=4` renders its samples at 4 times the training size.
+
 References:
   Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
   Rezende, Mohamed & Wierstra, "Stochastic Backpropagation and Approximate Inference in Deep
@@ -28,18 +33,27 @@ References:
 
 from typing import List, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfgen import cppn
 from tfgen import errors
 from tfgen import layers
 from tfgen import seeding
+from tfgen import viz
 from tfgen.models import base
+from tfgen.models import capabilities as caps
 from tfgen.models import registry
 
 tfd = tfp.distributions
 
 OBJECTIVES = base.OBJECTIVES
+DECODERS = ("mlp", "cppn")
+# Upscaling of --mode=hires_samples / hires_reconstructions when tfgen-sample gives no --scale.
+DEFAULT_RENDER_SCALE = 4
+# Images decoded at once at a high resolution: bounds the memory of [images, pixels, units].
+_RENDER_IMAGES_PER_CHUNK = 8
 
 
 @registry.MODELS.register("vae")
@@ -55,6 +69,11 @@ class VAE(base.LatentVariableModel):
     batch_norm: batch normalization in the MLPs.
     analytic_kl: with one stochastic layer and the ELBO objective, compute the KL in closed form.
     min_scale: floor of every Gaussian standard deviation, for numerical safety.
+    decoder: "mlp" (z_1 -> every logit) or "cppn" (z_1 and a pixel's coordinates -> its logit,
+      decodable at any resolution).
+    cppn_width, cppn_depth, cppn_fourier_frequencies: the cppn decoder's per-pixel network: hidden
+      width, hidden layers, Fourier frequencies of the coordinates (0: x, y, r only). Unused by
+      the mlp decoder.
     **kwargs: the latent-variable core's (objective, num_importance_samples, kl_warmup_epochs,
       free_bits; see base.LatentVariableModel).
   """
@@ -62,13 +81,18 @@ class VAE(base.LatentVariableModel):
   def __init__(self, image_shape, latent_sizes: Sequence[int] = (50,),
                hidden_sizes: Sequence[Sequence[int]] = ((200, 200),), activation: str = "tanh",
                batch_norm: bool = False, analytic_kl: bool = True, min_scale: float = 1e-4,
-               **kwargs):
+               decoder: str = "mlp", cppn_width: int = 64, cppn_depth: int = 3,
+               cppn_fourier_frequencies: int = 0, **kwargs):
     super().__init__(image_shape, **kwargs)
     if not latent_sizes or len(latent_sizes) != len(hidden_sizes):
       raise errors.ConfigError("config.model.latent_sizes and hidden_sizes need one entry per "
                                f"stochastic layer, got {latent_sizes} and {hidden_sizes}")
     if min(latent_sizes) < 1:
       raise errors.ConfigError("latent sizes must be >= 1")
+    if decoder not in DECODERS:
+      raise errors.ConfigError(f"config.model.decoder {decoder!r} is not one of "
+                               f"{', '.join(DECODERS)}")
+    self.decoder = decoder
     self.latent_sizes = [int(s) for s in latent_sizes]
     self.analytic_kl = analytic_kl and len(self.latent_sizes) == 1 and self.objective == "elbo"
     self.min_scale = min_scale
@@ -76,8 +100,13 @@ class VAE(base.LatentVariableModel):
     # encoders[l]: (x or z_l) -> q(z_{l+1}); decoders[l]: z_{l+1} -> p(z_l), decoders[0] -> x.
     self.encoders = layers.track_list(
         self, "encoder", [mlp(h, 2 * s) for h, s in zip(hidden_sizes, self.latent_sizes)])
+    if decoder == "cppn":
+      bottom = cppn.CPPNDecoder(self.image_shape, list(reversed(hidden_sizes[0])), activation,
+                                batch_norm, cppn_width, cppn_depth, cppn_fourier_frequencies)
+    else:
+      bottom = mlp(list(reversed(hidden_sizes[0])), self.event_size)
     self.decoders = layers.track_list(
-        self, "decoder", [mlp(list(reversed(hidden_sizes[0])), self.event_size)] + [
+        self, "decoder", [bottom] + [
             mlp(list(reversed(h)), 2 * s)
             for h, s in zip(hidden_sizes[1:], self.latent_sizes[:-1])])
 
@@ -101,6 +130,18 @@ class VAE(base.LatentVariableModel):
   def decode(self, z, training=False) -> tfd.Distribution:
     logits = tf.cast(self.decoders[0](z, training=training), tf.float32)
     logits = tf.reshape(logits, tf.concat([tf.shape(z)[:-1], self.image_shape], 0))
+    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), 3)
+
+  def decode_at(self, z, height: int, width: int) -> tfd.Distribution:
+    """p(x | z) rendered at height × width pixels (cppn decoder only); event [height, width, C].
+
+    Raises:
+      ConfigError: the model's decoder is the mlp, which has the training resolution only.
+    """
+    if self.decoder != "cppn":
+      raise errors.ConfigError(f"decoding at {width}x{height} needs config.model.decoder='cppn'; "
+                               f"this VAE's decoder is {self.decoder!r}")
+    logits = tf.cast(self.decoders[0](z, height=height, width=width), tf.float32)
     return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32), 3)
 
   def _posterior_above(self, layer: int, z, training=False) -> tfd.Distribution:
@@ -151,3 +192,54 @@ class VAE(base.LatentVariableModel):
       means.append(tf.reduce_mean(q.mean(), axis=0))
       z = q.sample(seed=seeding.fold_in(seed, layer))
     return means
+
+  # --- Any-resolution pictures (cppn decoder) --------------------------------------------------
+
+  def sample_modes(self):
+    modes = super().sample_modes()
+    if self.decoder == "cppn":  # Only a decoder of coordinates can render other resolutions.
+      modes["hires_samples"] = caps.SampleMode(
+          self._hires_samples_picture, uses_scale=True,
+          help=f"samples decoded at --scale times the training resolution (default "
+               f"{DEFAULT_RENDER_SCALE}; cppn decoder)")
+      modes["hires_reconstructions"] = caps.SampleMode(
+          self._hires_reconstructions_picture, needs_test_data=True, uses_label=True,
+          uses_scale=True,
+          help="--num_images test images (enlarged by pixel repetition) above their "
+               "reconstructions decoded at --scale times the resolution (cppn decoder)")
+    return modes
+
+  def _render_size(self, scale: float):
+    scale = scale or DEFAULT_RENDER_SCALE
+    height, width, _ = self.image_shape
+    return cppn.check_size(round(height * scale), round(width * scale),
+                           "--scale times the training size")
+
+  def _decode_means_at(self, z, height: int, width: int) -> np.ndarray:
+    """Pixel probabilities [N, height, width, C] of latents [N, size], a few images at a time."""
+    return np.concatenate([
+        self.decode_at(z[start:start + _RENDER_IMAGES_PER_CHUNK], height, width).mean().numpy()
+        for start in range(0, int(z.shape[0]), _RENDER_IMAGES_PER_CHUNK)])
+
+  def _hires_samples_picture(self, request):
+    height, width = self._render_size(request.scale)
+    seeds = tfp.random.split_seed(seeding.as_seed(request.seed), n=len(self.latent_sizes) + 1)
+    z = self.prior().sample(request.num, seed=seeds[0])
+    for layer in reversed(range(1, len(self.latent_sizes))):
+      z = self._prior_below(layer, z).sample(seed=seeds[layer])
+    means = self._decode_means_at(z, height, width)
+    if not request.mean:
+      means = tf.cast(tf.random.stateless_uniform(means.shape, seed=seeds[-1]) < means,
+                      tf.float32).numpy()
+    return viz.image_grid(means, request.num_columns)
+
+  def _hires_reconstructions_picture(self, request):
+    height, width = self._render_size(request.scale)
+    images = caps.test_images(request, request.num_images, request.label)
+    z = self.encode(images).sample(seed=seeding.as_seed([request.seed, 2]))
+    reconstructions = self._decode_means_at(z, height, width)
+    rows = np.arange(height) * self.image_shape[0] // height
+    cols = np.arange(width) * self.image_shape[1] // width
+    enlarged = images.numpy()[:, rows][:, :, cols]
+    return viz.reconstruction_pairs(enlarged, reconstructions,
+                                    request.num_columns or min(8, request.num_images))
