@@ -1,15 +1,14 @@
 """CPPNs (tfgen.cppn, tfgen-cppn) and the VAE's cppn decoder, on tiny networks and images."""
 
 import os
-import sys
 
-from absl.testing import flagsaver
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.conftest import load_config
+from tests.conftest import run_app
 from tfgen import cppn
 from tfgen import data
 from tfgen import errors
@@ -195,17 +194,12 @@ def test_only_the_cppn_decoder_declares_the_any_resolution_modes():
 # --- The app ------------------------------------------------------------------------------------
 
 
-def test_app_missing_image_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
-  # In this process (a subprocess would spend seconds importing TensorFlow): the console
-  # script's own run(), which reports a user error as one line and exits 1.
-  from tfgen.apps import cppn as app  # pylint: disable=g-import-not-at-top
+def test_app_missing_image_is_one_line_and_exit_1(tmp_path):
+  # A process of its own: the apps' absl flags are process-wide, and tfgen-style's share names
+  # with tfgen-cppn's (--out, --size), so the two apps cannot be imported into one process.
   out = tmp_path / "fit.png"
-  monkeypatch.setattr(sys, "argv", ["tfgen-cppn", "fit", f"--image={tmp_path / 'missing.jpg'}",
-                                    f"--out={out}"])
-  with flagsaver.flagsaver(), pytest.raises(SystemExit) as exit_info:
-    app.run()
-  assert exit_info.value.code == 1
-  stderr = capsys.readouterr().err
-  lines = [line for line in stderr.splitlines() if line.startswith("tfgen-cppn:")]
-  assert len(lines) == 1 and "is not a file" in lines[0], stderr[-2000:]
-  assert "Traceback" not in stderr and not out.exists()
+  result = run_app("tfgen-cppn", "fit", f"--image={tmp_path / 'missing.jpg'}", f"--out={out}")
+  assert result.returncode == 1, result.stderr[-2000:]
+  lines = [line for line in result.stderr.splitlines() if line.startswith("tfgen-cppn:")]
+  assert len(lines) == 1 and "is not a file" in lines[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr and not out.exists()

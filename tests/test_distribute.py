@@ -133,7 +133,7 @@ def test_two_workers_end_with_the_same_weights_as_one_process(multi_worker_run, 
   _assert_same_weights(chief["weights"], one_process["one"]["epochs1"]["weights"])
   # Only the chief's checkpoints remain; the other worker's copies were deleted.
   assert sorted(os.listdir(workdir)) == [".lock", "checkpoints", "config.json", "data_info.json",
-                                         "samples.png", "tensorboard"]
+                                         "samples.png", "tensorboard", "training_sessions.json"]
   assert chief["checkpoint"] == other["checkpoint"] == str(
       workdir / "checkpoints" / f"ckpt-{STEPS_PER_EPOCH}")
 
