@@ -14,6 +14,7 @@ from typing import Optional
 import ml_collections
 
 from tfgen import errors
+from tfgen import files
 
 CONFIG_FILE = "config.json"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -333,9 +334,7 @@ def append_history(workdir: str, changes: dict, **facts) -> str:
   entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts,
            "changes": {name: {"from": old, "to": new} for name, (old, new) in changes.items()}}
   history.append(entry)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(history, f, indent=2)
-  os.replace(path + ".tmp", path)
+  files.write_json(path, history)
   return path
 
 

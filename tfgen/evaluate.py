@@ -16,7 +16,6 @@ dimensions each image uses.
 """
 
 import dataclasses
-import json
 import math
 import os
 import resource
@@ -32,6 +31,7 @@ import tensorflow as tf
 from tfgen import config as config_lib
 from tfgen import data as data_lib
 from tfgen import errors
+from tfgen import files
 from tfgen import models
 from tfgen import seeding
 from tfgen import workdir as workdir_lib
@@ -165,9 +165,7 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   results["seconds"] = seconds
   results["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   path = results_path(workdir, ev.split, k)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
-  os.replace(path + ".tmp", path)
+  files.write_json(path, results)
   results["json"] = path
   logging.info("wrote %s", path)
   return results

@@ -146,10 +146,7 @@ def restore_model(model, workdir: str) -> str:
 
 def save_data_info(info, workdir: str) -> None:
   """Records what the model was built for, so it can be rebuilt without the data set."""
-  path = os.path.join(workdir, DATA_INFO_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(info.to_json())
-  os.replace(path + ".tmp", path)
+  files.write_text(os.path.join(workdir, DATA_INFO_FILE), info.to_json())
 
 
 def load_data_info(workdir: str):
