@@ -48,7 +48,6 @@ RESULT_FORMAT = 1
 UNREADABLE_CLAIM_STALE_S = 600
 # Overrides that say where data lives, not what is trained: not shown as protocol changes.
 LOCATION_FIELDS = ("data.manual_dir", "data.data_dir")
-_EPOCH_VARIABLE = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class ReproduceError(errors.TfgenError):
@@ -552,18 +551,6 @@ def versions() -> Dict[str, str]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return {"tfgen": tfgen.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
           "python": platform.python_version()}
-
-
-def checkpoint_epoch(workdir: str) -> int:
-  """Epochs the newest checkpoint of workdir has finished (0 without one)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-  if not path:
-    return 0
-  try:
-    return int(tf.train.load_variable(path, _EPOCH_VARIABLE))
-  except (tf.errors.OpError, ValueError):
-    return 0
 
 
 # ----------------------------------------------------------------------------------------------
