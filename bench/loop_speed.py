@@ -8,11 +8,14 @@ docs/results.md.
 
 Parts (`--parts`, default all):
   vae      the one-layer VAE (configs/iwae.py) at batch 20 and 100: a plain loop written the
-           usual way (one `tf.function` train step per batch, the same model, optimizer and data)
-           against tfgen's loop (`steps_per_execution` steps per call), without and with XLA and
-           with bfloat16 compute. Prints `ratio: X.XX` = tfgen examples/s / plain examples/s.
-  ar       NADE and MADE (their configs, batch 100): tfgen's loop with XLA (for NADE, with its
-           sequential recurrence) against today's step (no XLA; NADE's blocked prefix sum).
+           usual way (one `tf.function` train step per batch from a tf.data iterator, the same
+           model, optimizer and data) against tfgen's loop (`steps_per_execution` steps per
+           call), fed by the tf.data pipeline or by in-graph batches (tfgen/data/in_graph.py,
+           the default), without and with XLA, and with bfloat16 compute. Prints
+           `ratio: X.XX` = tfgen examples/s / plain examples/s.
+  ar       NADE and MADE (their configs, batch 100): tfgen's loop as configured now (XLA,
+           in-graph batches; NADE's sequential recurrence) against the step of when issue 16
+           was filed ("today's": no XLA, tf.data; NADE's blocked prefix sum).
   eval     the IWAE bound at k=5000 on the one-layer VAE: importance samples per second, without
            and with XLA, against the machine's float32 matrix-multiply rate measured here (the
            fraction of that rate the evaluation reaches, counting the decoder's and the
@@ -21,7 +24,8 @@ Parts (`--parts`, default all):
            compiled train call, from the run's own log; and how much of a 3-epoch run's wall
            time is spent outside training at the steady rate.
 
-Rounds alternate between the contenders (`--rounds`), and each figure is the median.
+Rounds alternate between the contenders (`--rounds`; the order reversed every other round), and
+each figure is the median: of the rates, and of the ratios taken within each round.
 """
 
 import importlib.util
@@ -43,7 +47,7 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Folder of the binarized MNI
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's).")
 _PARTS = flags.DEFINE_list("parts", ["vae", "ar", "eval", "startup"], "What to measure.")
 _SECONDS = flags.DEFINE_float("seconds", 4.0, "Wall seconds per timed measurement.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds; each figure is the median.")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternating rounds; each figure is the median.")
 _STARTUP_EPOCHS = flags.DEFINE_integer("startup_epochs", 3, "Epochs of the start-up run.")
 _EVAL_IMAGES = flags.DEFINE_integer("eval_images", 100, "Test images of the k=5000 timing.")
 
@@ -71,18 +75,31 @@ def _timed(run_steps, steps_per_call, batch_size):
   return calls * steps_per_call * batch_size / (time.perf_counter() - start)
 
 
-def _median_rates(contenders, rounds):
-  """{name: median examples/s} of contenders {name: thunk returning examples/s}, alternated."""
+def _median_rates(contenders, rounds, reference):
+  """Medians of contenders {name: thunk returning examples/s} over alternated rounds.
+
+  Returns ({name: median examples/s}, {name: median over rounds of its rate / the reference's
+  rate in the same round}). The machine's speed drifts by up to 2x over minutes (a shared VM),
+  so a ratio is taken within a round, and the order is reversed every other round so that no
+  contender always runs first.
+  """
   rates = {name: [] for name in contenders}
-  for _ in range(rounds):
-    for name, measure in contenders.items():
-      rates[name].append(measure())
-  return {name: statistics.median(values) for name, values in rates.items()}
+  ratios = {name: [] for name in contenders}
+  for round_index in range(rounds):
+    names = list(contenders)[::-1 if round_index % 2 else 1]
+    this_round = {name: contenders[name]() for name in names}
+    for name, rate in this_round.items():
+      rates[name].append(rate)
+      ratios[name].append(rate / this_round[reference])
+  return ({name: statistics.median(v) for name, v in rates.items()},
+          {name: statistics.median(v) for name, v in ratios.items()})
 
 
-def _tfgen_runner(spec, batch_size, jit_compile=False, precision="float32", **model_fields):
+def _tfgen_runner(spec, batch_size, jit_compile=False, precision="float32", in_graph=True,
+                  **model_fields):
   """(run_steps(n), steps per call) for tfgen's Trainer on config `spec` (with `model_fields`
-  set in its config.model)."""
+  set in its config.model), fed as `tfgen-train` feeds it: in-graph batches (the default) or,
+  with `in_graph=False`, the tf.data pipeline."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfgen import data
   from tfgen import models
@@ -98,8 +115,23 @@ def _tfgen_runner(spec, batch_size, jit_compile=False, precision="float32", **mo
     optimizer = optimizers.build(config.train, precision)
   trainer = train.Trainer(model, optimizer, tf.distribute.get_strategy(), batch_size, 0,
                           loaded.steps_per_epoch, jit_compile=jit_compile)
-  iterator = iter(loaded.train.repeat())
-  return (lambda n: trainer.train_steps(iterator, n)), config.train.steps_per_execution
+  config.data.in_graph = in_graph
+  batches = train.train_batches_in_graph(loaded, config)
+  if batches is None:
+    iterator = iter(loaded.train.repeat())
+    return (lambda n: trainer.train_steps(iterator, n)), config.train.steps_per_execution
+  position = {"epoch": 0, "step": 0}
+  batches.start_epoch(0)
+
+  def run_steps(n):
+    if position["step"] + n > batches.steps_per_epoch:  # As the loop does at an epoch's end.
+      position["epoch"] += 1
+      position["step"] = 0
+      batches.start_epoch(position["epoch"])
+    position["step"] += n
+    return trainer.train_steps(batches, n)
+
+  return run_steps, config.train.steps_per_execution
 
 
 def _plain_runner(spec, batch_size):
@@ -147,18 +179,20 @@ def _vae_part():
   for batch_size in (20, 100):
     contenders = {
         "plain loop": _measure(_plain_runner("iwae", batch_size), batch_size),
-        "tfgen": _measure(_tfgen_runner("iwae", batch_size), batch_size),
-        "tfgen + XLA": _measure(_tfgen_runner("iwae", batch_size, True), batch_size),
-        "tfgen + bfloat16": _measure(
-            _tfgen_runner("iwae", batch_size, False, "mixed_bfloat16"), batch_size),
-        "tfgen + XLA + bfloat16": _measure(
+        "tfgen, tf.data": _measure(_tfgen_runner("iwae", batch_size, in_graph=False),
+                                   batch_size),
+        "tfgen + XLA, tf.data": _measure(_tfgen_runner("iwae", batch_size, True,
+                                                       in_graph=False), batch_size),
+        "tfgen, in-graph": _measure(_tfgen_runner("iwae", batch_size), batch_size),
+        "tfgen + XLA, in-graph (the default)": _measure(_tfgen_runner("iwae", batch_size, True),
+                                                        batch_size),
+        "tfgen + XLA + bfloat16, in-graph": _measure(
             _tfgen_runner("iwae", batch_size, True, "mixed_bfloat16"), batch_size),
     }
-    rates = _median_rates(contenders, _ROUNDS.value)
-    reference = rates["plain loop"]
+    rates, ratios = _median_rates(contenders, _ROUNDS.value, "plain loop")
     for name, rate in rates.items():
       print(f"vae batch {batch_size}, {name}: {rate:,.0f} examples/s; "
-            f"ratio: {rate / reference:.2f}", flush=True)
+            f"ratio: {ratios[name]:.2f}", flush=True)
 
 
 def _ar_part():
@@ -166,11 +200,12 @@ def _ar_part():
   # is the blocked prefix sum without XLA.
   for spec, xla_fields in (("nade", {"recurrence": "sequential"}), ("made", {})):
     today_fields = {"recurrence": "blocked"} if spec == "nade" else {}
-    contenders = {"today": _measure(_tfgen_runner(spec, 100, False, **today_fields), 100),
+    contenders = {"today": _measure(_tfgen_runner(spec, 100, False, in_graph=False,
+                                                  **today_fields), 100),
                   "xla": _measure(_tfgen_runner(spec, 100, True, **xla_fields), 100)}
-    rates = _median_rates(contenders, _ROUNDS.value)
-    print(f"{spec} batch 100: today's step {rates['today']:,.0f} examples/s, with XLA "
-          f"{rates['xla']:,.0f}; ratio: {rates['xla'] / rates['today']:.2f}", flush=True)
+    rates, ratios = _median_rates(contenders, _ROUNDS.value, "today")
+    print(f"{spec} batch 100: today's step {rates['today']:,.0f} examples/s, with XLA and "
+          f"in-graph batches {rates['xla']:,.0f}; ratio: {ratios['xla']:.2f}", flush=True)
 
 
 def _matmul_flops_per_second(tf):

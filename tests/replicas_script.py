@@ -120,6 +120,12 @@ def main():
       config.train.jit_compile = True
       out[f"xla_{name}"] = trained(train.train(config, f"{workdir}/xla_{name}",
                                                strategy=strategy, show_progress=False))
+    # The tf.data pipeline (config.data.in_graph=False), distributed by the strategy.
+    for name, strategy in strategies:
+      config = toy_config(1)
+      config.data.in_graph = False
+      out[f"tfdata_{name}"] = trained(train.train(config, f"{workdir}/tfdata_{name}",
+                                                  strategy=strategy, show_progress=False))
     config = toy_config()
     config.train.batch_size = 9  # Not a multiple of the 2 replicas.
     try:

@@ -1,5 +1,8 @@
 """tf.distribute: 2 replicas or 2 worker processes make the same updates as one; restarts resume.
 
+Both ways of feeding the replicas are covered: the in-graph batches (the default; every replica
+slices the global batch) and the tf.data pipeline distributed by the strategy.
+
 The loop scales the loss by the global batch and each step's global batch is split between the
 replicas, so a deterministic model ends with the same weights however many replicas train it.
 Everything runs in subprocesses with timeouts: devices and strategies must be set up before
@@ -113,6 +116,14 @@ def test_two_replicas_make_the_same_xla_updates_as_one(one_process):
   _assert_same_weights(one["weights"], two["weights"])
   # And the same as without XLA.
   _assert_same_weights(one["weights"], one_process["one"]["epochs1"]["weights"])
+
+
+def test_two_replicas_make_the_same_updates_as_one_from_a_tf_data_pipeline(one_process):
+  one, two = one_process["tfdata_one"], one_process["tfdata_two"]
+  assert one["step"] == two["step"] == STEPS_PER_EPOCH
+  _assert_same_weights(one["weights"], two["weights"])
+  # The pipeline's shuffle is not the in-graph order, so the weights differ from the default's.
+  assert not np.allclose(one["weights"][0], one_process["one"]["epochs1"]["weights"][0])
 
 
 @pytest.fixture(scope="module")

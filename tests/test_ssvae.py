@@ -144,6 +144,7 @@ def test_batches_mix_a_fixed_labelled_subset_with_unlabelled_images():
   config = _mnist_5k_config("tiny", binarization="none", num_labels=30, labelled_per_batch=20)
   loaded = data.load(config.data, 500, seed=0, splits=("train",))
   assert loaded.steps_per_epoch == 3500 // 480
+  assert loaded.train_in_graph is None  # The mixed batches come from tf.data.
   with np.load(shared_data("mnist_5k", "mnist_5k.npz")) as raw:
     true_label = {image.tobytes(): int(label)
                   for image, label in zip(raw["images"], raw["labels"])}

@@ -10,6 +10,7 @@ workdir lock and non-finite losses.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -90,6 +91,9 @@ def compute_precision(precision: str = "float32"):
   "mixed_float16"); their weights stay float32. Models cast what enters their likelihoods and
   priors back to float32 (tfgen/distributions/parameters.py)."""
   previous = keras.config.dtype_policy()
+  if previous.name == precision:
+    yield
+    return
   keras.config.set_dtype_policy(precision)
   try:
     yield
@@ -186,8 +190,13 @@ class Trainer:
     self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
     return averages, statistics
 
-  def _replica_step(self, batch, step_seed):
+  def _replica_step(self, batch, step_seed, global_batch=False):
     replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    if global_batch and self.strategy.num_replicas_in_sync > 1:
+      # Every replica (on every worker) got the whole global batch; it keeps its own slice, in
+      # replica order, as tf.data's distributed iterator would hand it out.
+      size = self.global_batch_size // self.strategy.num_replicas_in_sync
+      batch = {k: v[replica * size:(replica + 1) * size] for k, v in batch.items()}
     return self._update(batch, seeding.fold_in(step_seed, replica))
 
   def _one_step(self, iterator):
@@ -195,8 +204,10 @@ class Trainer:
     step = tf.cast(self.optimizer.iterations, tf.int64)
     self.model.update_schedules(tf.cast(step, tf.float32) / self.steps_per_epoch)
     step_seed = seeding.fold_in(self.base_seed, step)
-    per_replica, statistics = self.strategy.run(self._replica_step,
-                                                args=(next(iterator), step_seed))
+    global_batch = getattr(iterator, "yields_global_batches", False)
+    per_replica, statistics = self.strategy.run(
+        functools.partial(self._replica_step, global_batch=global_batch),
+        args=(next(iterator), step_seed))
     metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                for k, v in per_replica.items()}
     if statistics:
@@ -368,6 +379,7 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
                     data.steps_per_epoch, jit_compile=train_cfg.get("jit_compile", False))
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
             if chief else tf.summary.create_noop_writer())
+  in_graph = train_batches_in_graph(data, config)
   grid_images = _first_images(data.validation, 32)
   train_metrics, validation_metrics = {}, {}
   saved_step = _read_int(optimizer.iterations) if restored else -1
@@ -388,8 +400,11 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
         signals.raise_if_requested()
         learning_rate = schedules.learning_rate(epoch, train_cfg)
         optimizer.learning_rate.assign(learning_rate)
-        epoch_data = data.train_epoch(epoch).skip(steps_done)
-        train_iterable = strategy.experimental_distribute_dataset(_sharded_by_data(epoch_data))
+        if in_graph:
+          train_iterable = in_graph.start_epoch(epoch, steps_done)
+        else:
+          epoch_data = data.train_epoch(epoch).skip(steps_done)
+          train_iterable = strategy.experimental_distribute_dataset(_sharded_by_data(epoch_data))
         num_steps = data.steps_per_epoch - steps_done
         train_metrics, seconds = _run_epoch(trainer, train_iterable, num_steps,
                                             train_cfg.steps_per_execution, epoch, train_cfg,
@@ -449,6 +464,17 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
     newest = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR, os.path.basename(newest))
   return TrainResult(_read_int(epoch_var), _read_int(optimizer.iterations), train_metrics,
                      validation_metrics, newest, model)
+
+
+def train_batches_in_graph(data: data_lib.Data, config: ml_collections.ConfigDict):
+  """The training set as `InGraphBatches` where config and data allow it, else None."""
+  if not config.data.get("in_graph", False) or data.train_in_graph is None:
+    return None
+  batches = data.train_in_graph()
+  if batches is not None:
+    logging.info("training batches built in the train call from %d examples held in memory",
+                 batches.num_examples)
+  return batches
 
 
 def _sharded_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -16,6 +16,7 @@ cannot see more labels than configured.
 """
 
 import dataclasses
+import functools
 import json
 from typing import Callable, Dict, Optional, Tuple
 
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgen import errors
+from tfgen.data import in_graph
 from tfgen.data import sources
 
 BINARIZATIONS = ("fixed", "dynamic", "none")
@@ -82,6 +84,9 @@ class Data:
     train_epoch: epoch number to that epoch's training batches. An epoch's order (and dynamic
       binarization) depends only on the seed and the epoch number, so a run resumed mid-epoch
       can skip exactly the batches it has already trained on.
+    train_in_graph: builds the training set as `InGraphBatches` (tfgen/data/in_graph.py), batched
+      inside the train call; None where it cannot be (semi-supervised batches) or when the
+      factory finds the set too large.
   """
 
   train: tf.data.Dataset
@@ -90,6 +95,7 @@ class Data:
   info: DataInfo
   steps_per_epoch: int
   train_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
+  train_in_graph: Optional[Callable[[], Optional[in_graph.InGraphBatches]]] = None
 
   def split(self, name: str) -> tf.data.Dataset:
     if name not in ("train", "validation", "test"):
@@ -174,7 +180,7 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
                              f"binarization {config.binarization!r} is not available for it")
   eval_batch_size = eval_batch_size or batch_size
   counts = dict(raw.num_examples)
-  datasets, train_epoch = {}, None
+  datasets, train_epoch, train_in_graph = {}, None, None
   for split in ("train", "validation", "test"):
     if split not in splits:
       datasets[split] = None
@@ -189,6 +195,8 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
     if split == "train" and not train_for_eval:
       train_unbatched = ds
       train_epoch = _train_epochs(ds, counts[split], raw.binarization, batch_size, seed)
+      train_in_graph = functools.partial(in_graph.InGraphBatches.from_dataset, ds,
+                                         counts[split], batch_size, raw.binarization, seed)
     else:
       datasets[split] = _eval_pipeline(ds, raw.binarization, eval_batch_size)
   if "train" in splits and counts["train"] < batch_size:
@@ -200,11 +208,13 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
     train_epoch, steps_per_epoch = _semi_supervised_pipeline(
         train_unbatched, counts["train"], raw, num_labels, config.labelled_per_batch,
         config.label_seed, batch_size, seed)
+    train_in_graph = None  # Its batches mix a labelled and an unlabelled stream.
   if train_epoch is not None:
     datasets["train"] = train_epoch(0)
   info = DataInfo(config.name, tuple(raw.image_shape), raw.binarization, counts, raw.num_classes)
   return Data(datasets["train"], datasets["validation"], datasets["test"], info,
-              steps_per_epoch=steps_per_epoch, train_epoch=train_epoch)
+              steps_per_epoch=steps_per_epoch, train_epoch=train_epoch,
+              train_in_graph=train_in_graph)
 
 
 def _train_epochs(ds, num_examples, binarization, batch_size, seed):
