@@ -14,8 +14,9 @@ Parts (`--parts`, default all):
            the default), without and with XLA, and with bfloat16 compute. Prints
            `ratio: X.XX` = tfgen examples/s / plain examples/s.
   ar       NADE and MADE (their configs, batch 100): tfgen's loop as configured now (XLA,
-           in-graph batches; NADE's sequential recurrence) against the step of when issue 16
-           was filed ("today's": no XLA, tf.data; NADE's blocked prefix sum).
+           in-graph batches; NADE's sequential recurrence with its hand-written gradient;
+           MADE's masks computed from degrees) against the step of when issue 16 was filed
+           ("today's": no XLA, tf.data; NADE's blocked prefix sum; MADE's stored masks).
   eval     the IWAE bound at k=5000 on the one-layer VAE: importance samples per second, without
            and with XLA, against the machine's float32 matrix-multiply rate measured here (the
            fraction of that rate the evaluation reaches, counting the decoder's and the
@@ -96,10 +97,10 @@ def _median_rates(contenders, rounds, reference):
 
 
 def _tfgen_runner(spec, batch_size, jit_compile=False, precision="float32", in_graph=True,
-                  **model_fields):
+                  model_patch=None, **model_fields):
   """(run_steps(n), steps per call) for tfgen's Trainer on config `spec` (with `model_fields`
   set in its config.model), fed as `tfgen-train` feeds it: in-graph batches (the default) or,
-  with `in_graph=False`, the tf.data pipeline."""
+  with `in_graph=False`, the tf.data pipeline. `model_patch(model)` alters the built model."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfgen import data
   from tfgen import models
@@ -112,6 +113,8 @@ def _tfgen_runner(spec, batch_size, jit_compile=False, precision="float32", in_g
   with train.compute_precision(precision):
     model = models.build(config.model, loaded.info)
     model.build_for_images()
+    if model_patch:
+      model_patch(model)
     optimizer = optimizers.build(config.train, precision)
   trainer = train.Trainer(model, optimizer, tf.distribute.get_strategy(), batch_size, 0,
                           loaded.steps_per_epoch, jit_compile=jit_compile)
@@ -170,6 +173,17 @@ def _plain_runner(spec, batch_size):
   return run_steps, 50
 
 
+def _stored_masks(model):
+  """MADE as it was when issue 16 was filed: every connectivity's masks stored as float32
+  constants ([num_masks, fan_in, fan_out] per layer) and gathered at each step, where the model
+  now computes a mask from its units' degrees (which XLA fuses into the kernel's product)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  masks = [tf.constant(tf.stack([model.mask(layer, m) for m in range(model.num_masks)]))
+           for layer in range(len(model.dense))]
+  model._masked = lambda layer, index: (  # pylint: disable=protected-access
+      model.dense[layer].kernel * tf.gather(masks[layer], index))
+
+
 def _measure(runner, batch_size):
   run_steps, per_call = runner
   return lambda: _timed(run_steps, per_call, batch_size)
@@ -199,7 +213,8 @@ def _ar_part():
   # NADE's XLA form is its sequential recurrence (a while loop over the pixels); today's step
   # is the blocked prefix sum without XLA.
   for spec, xla_fields in (("nade", {"recurrence": "sequential"}), ("made", {})):
-    today_fields = {"recurrence": "blocked"} if spec == "nade" else {}
+    today_fields = ({"recurrence": "blocked"} if spec == "nade" else
+                    {"model_patch": _stored_masks})
     contenders = {"today": _measure(_tfgen_runner(spec, 100, False, in_graph=False,
                                                   **today_fields), 100),
                   "xla": _measure(_tfgen_runner(spec, 100, True, **xla_fields), 100)}

@@ -50,6 +50,63 @@ def _block_size(size: int) -> int:
   return 1
 
 
+@tf.custom_gradient
+def _recurrence(inputs, input_weight, hidden_bias, output_weight):
+  """NADE's conditionals by the recurrence a_{d+1} = a_d + W_d x_d, with a hand-written gradient.
+
+  Automatic differentiation of the forward loop keeps every a_d ([D, B, H], 157 MB at batch 100)
+  and differentiates the per-pixel slices of W and V; the backward loop here instead walks the
+  pixels in reverse, recovering a_d = a_{d+1} − W_d x_d by subtraction and carrying
+  r_d = Σ_{d' > d} ∂L/∂a_{d'}, from which ∂L/∂W_d = Σ_b x_{bd} r_{bd}. Compiled by XLA on a
+  2-core CPU it trains NADE at about 1.5x the automatic gradient (bench/loop_speed.py). Float32
+  throughout: the subtraction would drift in a 16-bit format.
+
+  Args:
+    inputs: x in the ordering, [B, D].
+    input_weight: W, [D, H].
+    hidden_bias: c, [H].
+    output_weight: V, [D, H, K].
+
+  Returns:
+    V_d · σ(a_d) for every d, [B, D, K] (the output bias not added).
+  """
+  size, hidden_size = input_weight.shape
+  inputs_by_pixel = tf.transpose(inputs)  # [D, B]: one row per iteration.
+  arrays = lambda: tf.TensorArray(inputs.dtype, size=size)
+
+  def step(d, a, outputs):
+    outputs = outputs.write(d, tf.matmul(tf.sigmoid(a), output_weight[d]))
+    return d + 1, a + inputs_by_pixel[d][:, None] * input_weight[d][None, :], outputs
+
+  a0 = tf.zeros([tf.shape(inputs)[0], hidden_size], inputs.dtype) + hidden_bias
+  _, a_last, outputs = tf.while_loop(lambda d, *_: d < size, step,
+                                     (tf.constant(0), a0, arrays()), maximum_iterations=size)
+
+  def gradient(upstream):
+    upstream_by_pixel = tf.transpose(upstream, [1, 0, 2])  # [D, B, K]
+
+    def back(d, a, later, d_input_weight, d_output_weight, d_inputs):
+      x_d, g_d = inputs_by_pixel[d], upstream_by_pixel[d]
+      a = a - x_d[:, None] * input_weight[d][None, :]  # a_d from a_{d+1}.
+      # W_d x_d enters every a_{d'} with d' > d, whose gradients sum to `later`.
+      d_input_weight = d_input_weight.write(d, tf.linalg.matvec(later, x_d, transpose_a=True))
+      d_inputs = d_inputs.write(d, tf.linalg.matvec(later, input_weight[d]))
+      hidden = tf.sigmoid(a)
+      d_output_weight = d_output_weight.write(d, tf.matmul(hidden, g_d, transpose_a=True))
+      d_hidden = tf.matmul(g_d, output_weight[d], transpose_b=True)
+      later = later + d_hidden * hidden * (1.0 - hidden)
+      return d - 1, a, later, d_input_weight, d_output_weight, d_inputs
+
+    _, _, total, d_input_weight, d_output_weight, d_inputs = tf.while_loop(
+        lambda d, *_: d >= 0, back,
+        (tf.constant(size - 1), a_last, tf.zeros_like(a_last), arrays(), arrays(), arrays()),
+        maximum_iterations=size)
+    return (tf.transpose(d_inputs.stack()), d_input_weight.stack(), tf.reduce_sum(total, 0),
+            d_output_weight.stack())
+
+  return tf.transpose(outputs.stack(), [1, 0, 2]), gradient
+
+
 @registry.MODELS.register("nade")
 class NADE(autoregressive.AutoregressiveModel):
   """NADE with tied input weights.
@@ -109,18 +166,10 @@ class NADE(autoregressive.AutoregressiveModel):
 
   def _sequential_logits(self, inputs):
     """V_d · σ(a_d) for every d, [B, D, K], carrying a_d through a while loop over d."""
-    inputs_by_pixel = tf.transpose(inputs)  # [D, B]: one row per iteration.
-
-    def step(d, a, outputs):
-      outputs = outputs.write(d, tf.einsum("bh,hk->bk", tf.sigmoid(a), self.output_weight[d]))
-      return d + 1, a + inputs_by_pixel[d][:, None] * self.input_weight[d], outputs
-
-    a0 = tf.zeros([tf.shape(inputs)[0], self.hidden_size], inputs.dtype) + self.hidden_bias
-    _, _, outputs = tf.while_loop(
-        lambda d, *_: d < self.event_size, step,
-        (tf.constant(0), a0, tf.TensorArray(inputs.dtype, size=self.event_size)),
-        maximum_iterations=self.event_size)
-    return tf.transpose(outputs.stack(), [1, 0, 2])
+    outputs = _recurrence(tf.cast(inputs, tf.float32), tf.cast(self.input_weight, tf.float32),
+                          tf.cast(self.hidden_bias, tf.float32),
+                          tf.cast(self.output_weight, tf.float32))
+    return tf.cast(outputs, inputs.dtype)
 
   def logits(self, x, training=False):
     del training
