@@ -249,3 +249,24 @@ def test_nade_hand_written_recurrence_gradient_matches_automatic_differentiation
   np.testing.assert_allclose(outputs, want_outputs, rtol=1e-4, atol=1e-4)
   for got, want in zip(gradients, want_gradients):
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(tf.reduce_max(tf.abs(want))))
+
+
+def test_made_masks_computed_from_degrees_are_the_stored_masks_of_before():
+  # Runs trained before the masks were computed from degrees (when the model stored float
+  # masks drawn as below, the paper's rule) must meet the same connectivities from the same seed.
+  model = made.MADE((3, 4, 1), hidden_sizes=(7, 5), num_masks=3, ordering="random", seed=2)
+  degrees_in = np.empty(12, np.int64)
+  degrees_in[model.order] = np.arange(1, 13)
+  rng = np.random.RandomState(3)
+  for index in range(3):
+    degrees, want = degrees_in, []
+    for size in (7, 5):
+      hidden = rng.randint(min(int(degrees.min()), 11), 12, size=size)
+      want.append(hidden[None, :] >= degrees[:, None])  # m(k) >= m(k')
+      degrees = hidden
+    want.append(degrees_in[None, :] > degrees[:, None])  # m(x_d) > m(k)
+    for layer in range(3):
+      np.testing.assert_array_equal(model.mask(layer, index), want[layer].astype(np.float32))
+  # made_masks (the flows' masks) draws the same from the same generator.
+  np.testing.assert_array_equal(
+      made.made_masks(degrees_in, (7, 5), 1, np.random.RandomState(3))[2], model.mask(2, 0))
