@@ -58,8 +58,8 @@ def _recurrence(inputs, input_weight, hidden_bias, output_weight):
   and differentiates the per-pixel slices of W and V; the backward loop here instead walks the
   pixels in reverse, recovering a_d = a_{d+1} − W_d x_d by subtraction and carrying
   r_d = Σ_{d' > d} ∂L/∂a_{d'}, from which ∂L/∂W_d = Σ_b x_{bd} r_{bd}. Compiled by XLA on a
-  2-core CPU it trains NADE at about 1.5x the automatic gradient (bench/loop_speed.py). Float32
-  throughout: the subtraction would drift in a 16-bit format.
+  2-core CPU it trains NADE at about 1.5x the automatic gradient (a side-by-side scratch run,
+  docs/speed.md). Callers pass float32: the subtraction would drift in a 16-bit format.
 
   Args:
     inputs: x in the ordering, [B, D].
