@@ -59,6 +59,20 @@ def test_starting_mid_epoch_gives_the_rest_of_the_same_epoch():
     np.testing.assert_array_equal(a["image"], b["image"])  # The same binarization too.
 
 
+@pytest.mark.parametrize("binarization", ["fixed", "dynamic", "none"])
+def test_taking_several_steps_at_once_gives_the_batches_one_at_a_time(binarization):
+  """A compiled multi-step call takes its steps' batches in one block (`take`)."""
+  batches = in_graph.InGraphBatches(_arrays(binarization != "fixed"), BATCH, binarization, 3)
+  one_by_one = _epoch(batches, 1, first_step=1)
+  batches.start_epoch(1, first_step=1)
+  block = tf.function(batches.take)(tf.constant(3))
+  assert block["image"].shape[0] == 3 * BATCH and block["image"].dtype == tf.float32
+  for name in ("image", "label"):
+    np.testing.assert_array_equal(block[name].numpy(),
+                                  np.concatenate([b[name] for b in one_by_one]))
+  assert int(batches._position.numpy()) == 4  # pylint: disable=protected-access
+
+
 def test_dynamic_binarization_draws_afresh_each_epoch_with_the_intensity_as_mean():
   arrays = {"image": np.full((2000, 4, 4, 1), 64, np.uint8)}
   batches = in_graph.InGraphBatches(arrays, 1000, "dynamic", seed=0)

@@ -12,5 +12,7 @@ def as_seed(seed) -> tf.Tensor:
 
 def fold_in(seed, data) -> tf.Tensor:
   """A new int32 [2] seed from `seed` and an integer (a step, a replica, a chunk index)."""
-  return tf.cast(tf.random.experimental.stateless_fold_in(as_seed(seed), tf.cast(data, tf.int64)),
-                 tf.int32)
+  # Philox named, not auto-selected: XLA auto-selects another algorithm, and a seed derived
+  # inside a compiled train call must be the one the same step derives outside it.
+  return tf.cast(tf.random.experimental.stateless_fold_in(as_seed(seed), tf.cast(data, tf.int64),
+                                                          alg="philox"), tf.int32)

@@ -159,8 +159,13 @@ class Trainer:
     one_replica = strategy.num_replicas_in_sync == 1 and not isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy)
     self._gradients, self._update = self._gradients_fn, self._update_fn
+    self._compiled_steps = None
     if self.jit_compile and one_replica:
       self._update = tf.function(self._update_fn, jit_compile=True)
+      # Fed from batches that can be taken a call's worth at a time (in-graph batches), XLA
+      # compiles the whole multi-step call, loop included: launching one compiled step per
+      # batch costs a small model as much as the step (docs/speed.md).
+      self._compiled_steps = tf.function(self._block_steps_fn, jit_compile=True)
     elif self.jit_compile:
       self._gradients = tf.function(self._gradients_fn, jit_compile=True)
     self._train_steps = tf.function(self._train_steps_fn)
@@ -199,15 +204,14 @@ class Trainer:
       batch = {k: v[replica * size:(replica + 1) * size] for k, v in batch.items()}
     return self._update(batch, seeding.fold_in(step_seed, replica))
 
-  def _one_step(self, iterator):
+  def _one_step(self, batch, global_batch=False):
     """One train step on every replica; returns (global mean metrics, step number)."""
     step = tf.cast(self.optimizer.iterations, tf.int64)
     self.model.update_schedules(tf.cast(step, tf.float32) / self.steps_per_epoch)
     step_seed = seeding.fold_in(self.base_seed, step)
-    global_batch = getattr(iterator, "yields_global_batches", False)
     per_replica, statistics = self.strategy.run(
         functools.partial(self._replica_step, global_batch=global_batch),
-        args=(next(iterator), step_seed))
+        args=(batch, step_seed))
     metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                for k, v in per_replica.items()}
     if statistics:
@@ -217,21 +221,36 @@ class Trainer:
            for k, v in statistics.items()})
     return metrics, step
 
-  def _train_steps_fn(self, iterator, num_steps):
-    """Runs num_steps train steps; returns their mean metrics and the first non-finite step."""
+  def _steps(self, batch_of_step, num_steps, global_batch=False):
+    """Runs num_steps train steps on `batch_of_step(i)`; returns their mean metrics and the
+    first non-finite step (-1 if none)."""
 
     def first_bad(metrics, step, so_far):
       bad = tf.logical_not(tf.math.is_finite(metrics["loss"]))
       return tf.where(bad & (so_far < 0), step, so_far)
 
     # The first step outside the loop gives the loop its metric names.
-    totals, step = self._one_step(iterator)
+    totals, step = self._one_step(batch_of_step(0), global_batch)
     first_bad_step = first_bad(totals, step, tf.constant(-1, tf.int64))
-    for _ in tf.range(num_steps - 1):
-      metrics, step = self._one_step(iterator)
+    for i in tf.range(1, num_steps):
+      metrics, step = self._one_step(batch_of_step(i), global_batch)
       first_bad_step = first_bad(metrics, step, first_bad_step)
       totals = {k: totals[k] + metrics[k] for k in totals}
     return {k: v / tf.cast(num_steps, tf.float32) for k, v in totals.items()}, first_bad_step
+
+  def _block_steps_fn(self, block, num_steps):
+    """`_steps` over a block of num_steps batches, [num_steps * batch, ...] per tensor."""
+    by_step = {k: tf.reshape(v, tf.concat([[num_steps, self.global_batch_size],
+                                           tf.shape(v)[1:]], 0)) for k, v in block.items()}
+    return self._steps(lambda i: {k: tf.gather(v, i) for k, v in by_step.items()}, num_steps)
+
+  def _train_steps_fn(self, iterator, num_steps):
+    """Runs num_steps train steps; returns their mean metrics and the first non-finite step."""
+    take = getattr(iterator, "take", None)
+    if self._compiled_steps is not None and take is not None:
+      return self._compiled_steps(take(num_steps), tf.cast(num_steps, tf.int32))
+    global_batch = getattr(iterator, "yields_global_batches", False)
+    return self._steps(lambda i: next(iterator), num_steps, global_batch)
 
   def train_steps(self, iterator, num_steps: int):
     """Runs num_steps steps; returns ({name: mean value}, first non-finite step or -1)."""

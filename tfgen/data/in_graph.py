@@ -95,16 +95,37 @@ class InGraphBatches:
 
   def __next__(self) -> Dict[str, tf.Tensor]:
     """The next global batch (inside tf.function: ops that advance the position when run)."""
+    return self.take(1)
+
+  def take(self, num_steps) -> Dict[str, tf.Tensor]:
+    """The next `num_steps` global batches at once (inside tf.function; advances the position).
+
+    Step i's batch is rows [i * batch_size, (i + 1) * batch_size) of each tensor, the batch that
+    `next()` would have given at that step: a compiled multi-step call gathers its steps' examples
+    in one op before its loop, so the loop reads a block of a few MB instead of the whole set.
+
+    Args:
+      num_steps: int32 scalar, at most the steps left in the epoch.
+
+    Returns:
+      {"image": float32 [num_steps * batch_size, H, W, C], maybe "label": [num_steps * batch_size]}.
+    """
+    num_steps = tf.cast(num_steps, tf.int32)
     position = self._position.read_value()
-    indices = self._order[position * self.batch_size:(position + 1) * self.batch_size]
+    indices = self._order[position * self.batch_size:(position + num_steps) * self.batch_size]
     with tf.control_dependencies([indices]):
-      self._position.assign_add(1)
+      self._position.assign_add(num_steps)
     batch = {k: tf.gather(v, indices) for k, v in self._arrays.items()}
     image = tf.cast(batch["image"], tf.float32)
     if self.binarization == "dynamic":
-      uniform = tf.random.stateless_uniform(tf.shape(image),
-                                            seed=seeding.fold_in(self._epoch_seed, position))
-      image = tf.cast(uniform < image / 255.0, tf.float32)
+      # One draw per batch, seeded by the batch's position in the epoch, whatever the call size.
+      per_step = tf.reshape(image, tf.concat([[num_steps, self.batch_size],
+                                              tf.shape(image)[1:]], 0))
+      draws = tf.map_fn(
+          lambda step: tf.random.stateless_uniform(
+              tf.shape(per_step)[1:], seed=seeding.fold_in(self._epoch_seed, position + step)),
+          tf.range(num_steps), fn_output_signature=tf.float32)
+      image = tf.reshape(tf.cast(draws < per_step / 255.0, tf.float32), tf.shape(image))
     elif self.binarization != "fixed":
       image = image / 255.0
     batch["image"] = image
