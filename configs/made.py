@@ -31,7 +31,8 @@ def get_config(arg: str = ""):
       "made", hidden_sizes=tuple([opts["hidden"]] * opts["layers"]), num_masks=opts["masks"],
       num_eval_masks=opts["eval_masks"], ordering=opts["ordering"])
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"])
-  # XLA: 1.4-1.9x the step without it (bench/loop_speed.py, docs/speed.md).
+  # XLA: 1.4-1.9x the step without it (bench/loop_speed.py, docs/speed.md); the products and
+  # Adam's update of the 8,000-unit kernels leave XLA little to fuse.
   config.train.jit_compile = True
   # tfgen-tune (docs/tuning.md): exact validation NLL over these; the width sets every layer.
   space = config.tuning.space

@@ -25,7 +25,7 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
-  # The sequential recurrence (hand-written gradient) compiled by XLA: 4.3x the blocked prefix sum
+  # The sequential recurrence (hand-written gradient) compiled by XLA: 4.2-4.9x the blocked prefix sum
   # without XLA on 2 CPU cores (bench/loop_speed.py, docs/speed.md); the same numbers either way.
   config.model = models.model_config("nade", hidden_size=opts["hidden"],
                                      ordering=opts["ordering"], recurrence="sequential")
