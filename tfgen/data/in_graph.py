@@ -110,6 +110,7 @@ class InGraphBatches:
     Returns:
       {"image": float32 [num_steps * batch_size, H, W, C], maybe "label": [num_steps * batch_size]}.
     """
+    one_step = isinstance(num_steps, int) and num_steps == 1  # next(): no loop over draws.
     num_steps = tf.cast(num_steps, tf.int32)
     position = self._position.read_value()
     indices = self._order[position * self.batch_size:(position + num_steps) * self.batch_size]
@@ -117,7 +118,11 @@ class InGraphBatches:
       self._position.assign_add(num_steps)
     batch = {k: tf.gather(v, indices) for k, v in self._arrays.items()}
     image = tf.cast(batch["image"], tf.float32)
-    if self.binarization == "dynamic":
+    if self.binarization == "dynamic" and one_step:
+      uniform = tf.random.stateless_uniform(tf.shape(image),
+                                            seed=seeding.fold_in(self._epoch_seed, position))
+      image = tf.cast(uniform < image / 255.0, tf.float32)
+    elif self.binarization == "dynamic":
       # One draw per batch, seeded by the batch's position in the epoch, whatever the call size.
       per_step = tf.reshape(image, tf.concat([[num_steps, self.batch_size],
                                               tf.shape(image)[1:]], 0))
