@@ -21,6 +21,11 @@ Parts (`--parts`, default all):
            and with XLA, against the machine's float32 matrix-multiply rate measured here (the
            fraction of that rate the evaluation reaches, counting the decoder's and the
            importance weights' multiply-adds).
+  models   XLA for the other registered models (their paper configs, their batch sizes):
+           tfgen's loop with in-graph batches without and with `train.jit_compile`, which
+           compiles the whole multi-step call; also the first call's seconds (tracing and
+           compilation). Prints `ratio: X.XX` = with XLA / without. The basis for which configs
+           turn XLA on by default (docs/speed.md).
   startup  seconds from launching `tfgen-train` (data already prepared) to the end of its first
            compiled train call, from the run's own log; and how much of a 3-epoch run's wall
            time is spent outside training at the steady rate.
@@ -46,11 +51,20 @@ from absl import flags
 
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Folder of the binarized MNIST .amat files.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's).")
-_PARTS = flags.DEFINE_list("parts", ["vae", "ar", "eval", "startup"], "What to measure.")
+_PARTS = flags.DEFINE_list("parts", ["vae", "ar", "eval", "startup"],
+                           "What to measure (also: models).")
 _SECONDS = flags.DEFINE_float("seconds", 4.0, "Wall seconds per timed measurement.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternating rounds; each figure is the median.")
 _STARTUP_EPOCHS = flags.DEFINE_integer("startup_epochs", 3, "Epochs of the start-up run.")
 _EVAL_IMAGES = flags.DEFINE_integer("eval_images", 100, "Test images of the k=5000 timing.")
+_SHARED_DATA = flags.DEFINE_string(
+    "shared_data", "", "Folder of the other data sets' manual files (one folder per data set, "
+    "as ../shared/data); default: the folder above --manual_dir.")
+_MODEL_SPECS = flags.DEFINE_list(
+    "models", ["conv_vae", "vsc", "matnet", "ssvae", "pixelcnn", "gated_pixelcnn", "pixelsnail",
+               "flow:arch=realnvp", "flow:arch=glow", "flow:arch=maf", "vqvae"],
+    "Config specs of the `models` part.")
+_MODEL_STEPS = flags.DEFINE_integer("model_steps", 4, "Train steps per call in the `models` part.")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,6 +77,9 @@ def _config(spec):
   module_spec.loader.exec_module(module)
   config = module.get_config(variant)
   config.data.manual_dir, config.data.data_dir = _MANUAL_DIR.value, _DATA_DIR.value
+  if config.data.name != "binarized_mnist":
+    shared = _SHARED_DATA.value or os.path.dirname(os.path.abspath(_MANUAL_DIR.value))
+    config.data.manual_dir = os.path.join(shared, config.data.name)
   return config
 
 
@@ -223,6 +240,24 @@ def _ar_part():
           f"in-graph batches {rates['xla']:,.0f}; ratio: {ratios['xla']:.2f}", flush=True)
 
 
+def _models_part():
+  rounds = max(_ROUNDS.value // 2, 1)  # Convolutional steps take seconds here.
+  for spec in _MODEL_SPECS.value:
+    contenders, first_call = {}, {}
+    batch_size = _config(spec).train.batch_size
+    for jit in (False, True):
+      name = "xla" if jit else "plain"
+      run_steps, _ = _tfgen_runner(spec, batch_size, jit)
+      start = time.perf_counter()
+      run_steps(_MODEL_STEPS.value)
+      first_call[name] = time.perf_counter() - start
+      contenders[name] = _measure((run_steps, _MODEL_STEPS.value), batch_size)
+    rates, ratios = _median_rates(contenders, rounds, "plain")
+    print(f"{spec} batch {batch_size}: without XLA {rates['plain']:,.1f} examples/s (first call "
+          f"{first_call['plain']:.1f} s), with XLA {rates['xla']:,.1f} (first call "
+          f"{first_call['xla']:.1f} s); ratio: {ratios['xla']:.2f}", flush=True)
+
+
 def _matmul_flops_per_second(tf):
   """float32 multiply-adds ×2 per second of a 1024×1024 matmul chain on this machine."""
   a = tf.random.stateless_normal([1024, 1024], seed=[0, 1])
@@ -305,7 +340,8 @@ def _startup_part():
 
 def main(argv):
   del argv
-  parts = {"vae": _vae_part, "ar": _ar_part, "eval": _eval_part, "startup": _startup_part}
+  parts = {"vae": _vae_part, "ar": _ar_part, "eval": _eval_part, "models": _models_part,
+           "startup": _startup_part}
   unknown = sorted(set(_PARTS.value) - set(parts))
   if unknown:
     raise app.UsageError(f"unknown parts {unknown}; known: {sorted(parts)}")

@@ -13,7 +13,7 @@ from tfgen import seeding
 from tfgen.layers import flow as flow_layers
 from tfgen.models import flow
 from tests.conftest import NO_TFGEN_PREAMBLE
-from tests.conftest import run_app
+from tests.conftest import load_config
 
 tfd = tfp.distributions
 
@@ -263,38 +263,38 @@ json.dump({"signatures": sorted(sig), "sample_shape": sample["images"].shape.as_
 """
 
 
-def test_train_evaluate_sample_export_and_reload_without_tfgen(tmp_path):
+def test_train_evaluate_sample_export_and_reload_without_tfgen(tfds_data_dir, tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from tests.conftest import REPO, shared_data  # pylint: disable=g-import-not-at-top
-  manual_dir = shared_data("mnist_5k")
+  from tests.conftest import shared_data  # pylint: disable=g-import-not-at-top
+  from tfgen import evaluate  # pylint: disable=g-import-not-at-top
+  from tfgen import export  # pylint: disable=g-import-not-at-top
+  from tfgen import sampling  # pylint: disable=g-import-not-at-top
+  from tfgen import train  # pylint: disable=g-import-not-at-top
+  # Through the package functions the apps call (tests/test_cli.py runs the apps themselves): a
+  # TensorFlow import per app would cost more than the tiny training.
+  config = load_config("flow", "tiny,data=mnist_5k")
+  config.data.manual_dir, config.data.data_dir = str(shared_data("mnist_5k")), tfds_data_dir
+  config.train.num_epochs = 1
   workdir, out = tmp_path / "run", tmp_path / "sm"
-  result = run_app("tfgen-train", f"--config={REPO / 'configs' / 'flow.py'}:tiny,data=mnist_5k",
-                f"--workdir={workdir}", f"--config.data.manual_dir={manual_dir}",
-                "--config.train.num_epochs=1")
-  assert result.returncode == 0, result.stderr[-3000:]
+  train.train(config, str(workdir), show_progress=False)
   assert (workdir / "samples.png").exists()
-  result = run_app("tfgen-evaluate", f"--workdir={workdir}", "--num_importance_samples=2")
-  assert result.returncode == 0, result.stderr[-3000:]
+  evaluate.evaluate(str(workdir), num_importance_samples=2, show_progress=False)
   with open(workdir / "evaluation_test_k2.json", encoding="utf-8") as f:
     results = json.load(f)
   # An untrained-ish tiny flow: a bound, in bits of the 8-bit data, that is >= 0 and finite.
   assert results["num_importance_samples"] == 2 and results["binarization"] == "none"
   assert 0 < results["nll_bits_per_dim"] < 8.5
   assert results["bits_per_dim"] >= 0
-  result = run_app("tfgen-sample", f"--workdir={workdir}", "--mode=temperatures", "--num=4",
-                f"--out={tmp_path / 't.png'}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  sampling.sample_grid(str(workdir), 4, str(tmp_path / "t.png"), mode="temperatures")
   picture = tf.io.decode_png(tf.io.read_file(str(tmp_path / "t.png")))
   assert picture.shape == (5 * 29 + 1, 4 * 29 + 1, 1)  # A row per temperature.
   # A mode flows do not declare is a ConfigError naming those they do, which tfgen-sample prints
-  # as one line (tests/test_vsc.py runs that path); in process, to spare a TensorFlow import.
-  from tfgen import sampling  # pylint: disable=g-import-not-at-top
+  # as one line (tests/test_reliability.py runs the app's error path).
   with pytest.raises(errors.ConfigError, match="temperatures"):
     sampling.sample_grid(str(workdir), 4, str(tmp_path / "x.png"), mode="traversal")
-  result = run_app("tfgen-export", f"--workdir={workdir}", f"--out={out}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  export.export(str(workdir), str(out))
   images = np.round(np.random.RandomState(0).uniform(size=(3, 28, 28, 1)) * 255).astype(np.uint8)
   np.savez(tmp_path / "inputs.npz", images=images)
   reload = subprocess.run([sys.executable, "-c", _RELOAD, str(out), str(tmp_path / "inputs.npz"),

@@ -10,13 +10,15 @@ import pytest
 import tensorflow as tf
 
 from tfgen import errors
+from tfgen import evaluate
+from tfgen import export
 from tfgen import models
+from tfgen import sampling
 from tfgen import seeding
+from tfgen import train
 from tfgen.models import vqvae
 from tests.conftest import NO_TFGEN_PREAMBLE
-from tests.conftest import REPO
 from tests.conftest import load_config
-from tests.conftest import run_app
 from tests.conftest import untrained_vqvae_run
 
 SHAPE = (8, 8, 1)
@@ -178,27 +180,28 @@ json.dump({"signatures": sorted(sig), "sample_shape": sample["images"].shape.as_
 
 def test_two_stages_train_evaluate_sample_export_and_reload_without_tfgen(
     binarized_mnist_dir, tfds_data_dir, tmp_path):
-  data = [f"--config.data.manual_dir={binarized_mnist_dir}",
-          f"--config.data.data_dir={tfds_data_dir}", "--config.train.num_epochs=1"]
-  config = REPO / "configs" / "vqvae.py"
+  # Through the package functions the apps call (tests/test_cli.py runs the apps themselves): a
+  # TensorFlow import per app would cost more than the two tiny trainings.
+  def config(variant, **model_fields):
+    result = load_config("vqvae", variant)
+    result.data.manual_dir, result.data.data_dir = str(binarized_mnist_dir), tfds_data_dir
+    result.train.num_epochs = 1
+    result.model.update(model_fields)
+    return result
+
   stage1, stage2, out = tmp_path / "vq1", tmp_path / "vq2", tmp_path / "sm"
-  result = run_app("tfgen-train", f"--config={config}:tiny", f"--workdir={stage1}", *data)
-  assert result.returncode == 0, result.stderr[-3000:]
+  train.train(config("tiny"), str(stage1), show_progress=False)
   assert (stage1 / "reconstructions.png").exists()
-  # Stage 2 without its stage-1 run: one clear line.
-  result = run_app("tfgen-train", f"--config={config}:tiny,stage=2", f"--workdir={tmp_path / 'x'}",
-                *data)
-  assert result.returncode != 0 and "Traceback" not in result.stderr
-  assert "set --config.model.stage1_workdir=RUN" in result.stderr
-  result = run_app("tfgen-train", f"--config={config}:tiny,stage=2", f"--workdir={stage2}",
-                f"--config.model.stage1_workdir={stage1}", *data)
-  assert result.returncode == 0, result.stderr[-3000:]
+  # Stage 2 without its stage-1 run: a ConfigError, which the apps print as one line.
+  with pytest.raises(errors.ConfigError, match="set --config.model.stage1_workdir=RUN"):
+    train.train(config("tiny,stage=2"), str(tmp_path / "x"), show_progress=False)
+  train.train(config("tiny,stage=2", stage1_workdir=str(stage1)), str(stage2),
+              show_progress=False)
   assert (stage2 / "samples.png").exists() and (stage2 / "reconstructions.png").exists()
 
-  result = run_app("tfgen-evaluate", f"--workdir={stage2}")
-  assert result.returncode == 0, result.stderr[-3000:]
+  results = evaluate.evaluate(str(stage2), show_progress=False)
   with open(stage2 / "evaluation_test_k1.json", encoding="utf-8") as f:
-    results = json.load(f)
+    assert json.load(f)["nll_nats"] == pytest.approx(results["nll_nats"])
   assert results["num_importance_samples"] == 1 and results["binarization"] == "fixed"
   # The bound is distortion plus the prior's rate, which the learned prior keeps below the
   # uniform prior's 49·log 8 nats.
@@ -207,14 +210,11 @@ def test_two_stages_train_evaluate_sample_export_and_reload_without_tfgen(
   assert 1 <= results["code_perplexity"] <= 8 and 0 <= results["dead_codes"] < 8
 
   for mode in ("samples", "reconstructions"):
-    result = run_app("tfgen-sample", f"--workdir={stage2}", f"--mode={mode}", "--num=4",
-                  f"--out={tmp_path / (mode + '.png')}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    written = sampling.sample_grid(str(stage2), 4, str(tmp_path / (mode + ".png")), mode=mode)
+    assert tf.io.decode_png(tf.io.read_file(written)).shape[-1] == 1
 
-  result = run_app("tfgen-export", f"--workdir={stage2}", f"--out={out}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  trained = __import__("tfgen.evaluate", fromlist=["load_trained"]).load_trained(
-      str(stage2), splits=("test",))
+  export.export(str(stage2), str(out))
+  trained = evaluate.load_trained(str(stage2), splits=("test",))
   images = next(iter(trained.data.test))["image"][:3]
   np.savez(tmp_path / "inputs.npz", images=images.numpy().astype(np.uint8))
   reload = subprocess.run([sys.executable, "-c", _RELOAD, str(out), str(tmp_path / "inputs.npz"),

@@ -2,9 +2,6 @@
 traversals and conditional samples, and a real run on ../shared/data/mnist_5k."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ import tensorflow_probability as tfp
 from tfgen import errors
 from tfgen import evaluate
 from tfgen import probes
+from tfgen import sampling
 from tfgen import train
 from tfgen.models import base
 from tfgen.models import capabilities as caps
@@ -185,20 +183,15 @@ def mnist_5k_run(tmp_path_factory):
   return workdir
 
 
-def _run(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  binary = os.path.join(os.path.dirname(sys.executable), args[0])
-  return subprocess.run([binary, *args[1:]], capture_output=True, text=True, timeout=600, env=env)
-
-
+# Through the package functions the apps call (tests/test_cli.py runs the apps themselves, and
+# how they print a ConfigError): a TensorFlow import per app would cost more than the work.
 def test_evaluate_reports_bounds_sparsity_and_code_accuracy(mnist_5k_run):
-  result = _run("tfgen-evaluate", f"--workdir={mnist_5k_run}", "--num_importance_samples=20")
-  assert result.returncode == 0, result.stderr[-3000:]
+  results = evaluate.evaluate(mnist_5k_run, num_importance_samples=20, show_progress=False)
+  with open(evaluate.results_path(mnist_5k_run, "test", 20), encoding="utf-8") as f:
+    written = json.load(f)
   for field in ("nll_nats", "elbo", "active_dimensions_per_image",
                 "code_classification_test_accuracy"):
-    assert field in result.stdout
-  with open(evaluate.results_path(mnist_5k_run, "test", 20), encoding="utf-8") as f:
-    results = json.load(f)
+    assert written[field] == pytest.approx(results[field])
   assert results["num_examples"] == 1000 and results["binarization"] == "none"
   assert results["code_classification_num_train"] == 3500
   # Two epochs of a tiny model already carry the class far above chance (10%).
@@ -208,11 +201,9 @@ def test_evaluate_reports_bounds_sparsity_and_code_accuracy(mnist_5k_run):
 
 
 def test_sample_modes_write_grids(mnist_5k_run, tmp_path):
-  out = tmp_path / "traversal.png"
-  result = _run("tfgen-sample", f"--workdir={mnist_5k_run}", "--mode=traversal",
-                "--num_images=2", f"--out={out}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  picture = tf.io.decode_png(tf.io.read_file(str(out)))
+  out = str(tmp_path / "traversal.png")
+  sampling.sample_grid(mnist_5k_run, 4, out, mode="traversal", num_images=2)
+  picture = tf.io.decode_png(tf.io.read_file(out))
   trained = evaluate.load_trained(mnist_5k_run, splits=("test",))
   request = caps.SampleRequest(num=2, num_classes=trained.info.num_classes,
                                test=trained.data.test)
@@ -220,15 +211,14 @@ def test_sample_modes_write_grids(mnist_5k_run, tmp_path):
   used = np.clip(np.sum(trained.model.prob_active(images).numpy() > 0.5, 1), 1, 8)
   # A row per used dimension of each image, 9 columns of 28+1 pixels.
   assert picture.shape == (int(used.sum()) * 29 + 1, 9 * 29 + 1, 1)
-  out = tmp_path / "threes.png"
-  result = _run("tfgen-sample", f"--workdir={mnist_5k_run}", "--mode=conditional", "--label=3",
-                "--num_images=3", "--num=5", f"--out={out}")
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert tf.io.decode_png(tf.io.read_file(str(out))).shape == (3 * 29 + 1, 6 * 29 + 1, 1)
+  out = str(tmp_path / "threes.png")
+  sampling.sample_grid(mnist_5k_run, 5, out, mode="conditional", label=3, num_images=3)
+  assert tf.io.decode_png(tf.io.read_file(out)).shape == (3 * 29 + 1, 6 * 29 + 1, 1)
   assert caps.test_images(request, 3, label=3).shape == (3, 28, 28, 1)
-  result = _run("tfgen-sample", f"--workdir={mnist_5k_run}", "--mode=conditional", "--label=12",
-                f"--out={tmp_path / 'none.png'}")
-  assert result.returncode == 1 and "class 12" in result.stderr
+  with pytest.raises(errors.DataError, match="0 images of class 12"):
+    sampling.sample_grid(mnist_5k_run, 4, str(tmp_path / "none.png"), mode="conditional",
+                         label=12)
+  assert not (tmp_path / "none.png").exists()
 
 
 @pytest.mark.parametrize("variant,shape", [
