@@ -241,7 +241,6 @@ def _ar_part():
 
 
 def _models_part():
-  rounds = max(_ROUNDS.value // 2, 1)  # Convolutional steps take seconds here.
   for spec in _MODEL_SPECS.value:
     contenders, first_call = {}, {}
     batch_size = _config(spec).train.batch_size
@@ -252,7 +251,7 @@ def _models_part():
       run_steps(_MODEL_STEPS.value)
       first_call[name] = time.perf_counter() - start
       contenders[name] = _measure((run_steps, _MODEL_STEPS.value), batch_size)
-    rates, ratios = _median_rates(contenders, rounds, "plain")
+    rates, ratios = _median_rates(contenders, _ROUNDS.value, "plain")
     print(f"{spec} batch {batch_size}: without XLA {rates['plain']:,.1f} examples/s (first call "
           f"{first_call['plain']:.1f} s), with XLA {rates['xla']:,.1f} (first call "
           f"{first_call['xla']:.1f} s); ratio: {ratios['xla']:.2f}", flush=True)

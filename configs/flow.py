@@ -51,6 +51,10 @@ def get_config(arg: str = ""):
   config_lib.decaying_adam(config, batch_size=64, num_epochs=opts["epochs"],
                            checkpoint_every_epochs=1)
   config.train.steps_per_execution = 20
+  # XLA compiles the whole train call: 1.41x and 1.34x the steps/s of MAF (dense MADE layers)
+  # on 2 CPU cores; XLA's CPU convolutions (the coupling networks of Real NVP and Glow) are
+  # several times slower than oneDNN's (bench/loop_speed.py --parts=models, docs/speed.md).
+  config.train.jit_compile = opts["arch"] == "maf"
   # One dequantization draw per test image, the flow literature's protocol.
   config.eval.num_importance_samples = 1
   config.eval.chunk_size = 1

@@ -63,6 +63,10 @@ def get_config(arg: str = ""):
   epochs = opts["epochs"] or (20 if fc else 200)
   config_lib.decaying_adam(config, batch_size=batch, num_epochs=epochs,
                            checkpoint_every_epochs=5 if fc else 10)
+  # XLA compiles the whole train call: 1.12x and 1.24x the steps/s of the fully connected
+  # network on 2 CPU cores; XLA's CPU convolutions are several times slower than oneDNN's
+  # (bench/loop_speed.py --parts=models, docs/speed.md).
+  config.train.jit_compile = fc
   if not fc:
     # 100 images x 50 draws of 14x14x64 states per chunk keep evaluation within a few GB.
     config.eval.chunk_size = 50

@@ -72,6 +72,10 @@ def get_config(arg: str = ""):
   model.kl_warmup_epochs = (opts["kl_warmup_epochs"] if opts["kl_warmup_epochs"] >= 0
                             else epochs // 3)
   config.eval.num_importance_samples = 5000
+  # XLA compiles the whole train call: 1.47x and 1.62x the steps/s of the MLP on MNIST, 2 CPU
+  # cores; XLA's CPU convolutions are several times slower than oneDNN's (bench/loop_speed.py
+  # --parts=models, docs/speed.md).
+  config.train.jit_compile = opts["architecture"] == "mlp" and data != "celeb_a"
 
   if opts["tiny"]:
     model.latent_size = 8
