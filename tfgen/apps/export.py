@@ -32,9 +32,6 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
-  # A workdir without a run is refused before TensorFlow's import (seconds).
-  config_lib.load_from_workdir(_WORKDIR.value)
   common.import_keras()
   from tfgen import export  # Imported after flag parsing so --help is fast.
   logging.set_verbosity(logging.WARNING)
