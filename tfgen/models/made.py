@@ -8,8 +8,12 @@ pixels before it in o — the autoregressive property, tested with gradients.
 
 Training resamples the connectivity among `num_masks` fixed sets of hidden degrees (one set
 per step); at test time the likelihood can be averaged over several of them,
-log (1/M) Σ_m p_m(x) — the paper's ensemble. Sampling carries the first hidden layer's
-pre-activations forward pixel by pixel, so with one hidden layer a sample costs O(DH).
+log (1/M) Σ_m p_m(x) — the paper's ensemble. With `reorder_masks`, each set after the first also
+draws its own ordering of the pixels (the authors' "Full" shuffling); the first keeps
+`ordering`, which sampling follows. With `direct_connection`, a masked linear map from the
+inputs adds to the output logits (output d sees input i when m(x_d) > m(x_i)), as in the
+authors' best MNIST model. Sampling carries the first hidden layer's pre-activations forward
+pixel by pixel, so with one hidden layer a sample costs O(DH).
 
 References:
   Germain, Gregor, Murray & Larochelle, "MADE: Masked Autoencoder for Distribution Estimation",
@@ -82,14 +86,18 @@ class MADE(autoregressive.AutoregressiveModel):
     hidden_sizes: units per hidden layer (one layer of 8000 in the paper's best MNIST model).
     num_masks: connectivities trained (and available to the ensemble).
     num_eval_masks: masks averaged by log_prob (1: the first mask alone).
-    ordering: "natural" or "random".
+    ordering: "natural" or "random": the ordering of the first connectivity (the one sampling
+      and a single-mask log_prob use).
     num_levels: 2 (Bernoulli) or K > 2 (K-way categorical).
     seed: draws the ordering and the hidden degrees.
+    reorder_masks: each connectivity after the first draws its own random ordering.
+    direct_connection: add a masked linear map from the inputs to the output logits.
   """
 
   def __init__(self, image_shape, hidden_sizes=(500,), num_masks: int = 1,
                num_eval_masks: int = 1, ordering: str = "natural", num_levels: int = 2,
-               seed: int = 0, **kwargs):
+               seed: int = 0, reorder_masks: bool = False, direct_connection: bool = False,
+               **kwargs):
     super().__init__(image_shape, num_levels, **kwargs)
     if not 1 <= num_eval_masks <= num_masks:
       raise errors.ConfigError(f"num_eval_masks must lie in [1, num_masks={num_masks}], "
@@ -97,11 +105,18 @@ class MADE(autoregressive.AutoregressiveModel):
     d, k = self.event_size, self.num_outputs
     self.order = nade.make_ordering(ordering, d, seed)
     self.num_masks, self.num_eval_masks = num_masks, num_eval_masks
-    degrees_in = np.empty(d, np.int64)
-    degrees_in[self.order] = np.arange(1, d + 1)
+    self.reorder_masks, self.direct_connection = bool(reorder_masks), bool(direct_connection)
+    # A separate generator for the orderings, so the hidden degrees are those drawn without them.
+    orders = [self.order] + [
+        np.random.RandomState(seed + 2 + m).permutation(d) if self.reorder_masks else self.order
+        for m in range(1, num_masks)]
     rng = np.random.RandomState(seed + 1)
-    sets = [made_layer_degrees(degrees_in, made_degrees(degrees_in, hidden_sizes, rng), k)
-            for _ in range(num_masks)]
+    sets, inputs = [], []
+    for order in orders:
+      degrees_in = np.empty(d, np.int64)
+      degrees_in[order] = np.arange(1, d + 1)
+      inputs.append(degrees_in)
+      sets.append(made_layer_degrees(degrees_in, made_degrees(degrees_in, hidden_sizes, rng), k))
     # Per layer, ([num_masks, fan_in] degrees, [num_masks, fan_out] thresholds): a mask is
     # computed from them where it is used, which XLA fuses into the kernel's product instead
     # of reading a stored [fan_in, fan_out] mask (25 MB per layer at 8,000 hidden units).
@@ -114,6 +129,13 @@ class MADE(autoregressive.AutoregressiveModel):
         self, "dense", [keras.layers.Dense(n) for n in sizes[1:]])
     for layer, fan_in in zip(self.dense, sizes[:-1]):
       layer.build((None, fan_in))
+    if self.direct_connection:
+      # Output d of connectivity m sees input i when m(x_d) − 1 ≥ m(x_i).
+      self.direct_degrees = (
+          tf.constant(np.stack(inputs), tf.int32),
+          tf.constant(np.stack([np.repeat(degrees, k) - 1 for degrees in inputs]), tf.int32))
+      self.direct = keras.layers.Dense(d * k, use_bias=False)
+      self.direct.build((None, d))
 
   def mask(self, layer: int, mask_index, dtype=tf.float32):
     """The mask of `layer` in connectivity `mask_index`, [fan_in, fan_out]."""
@@ -124,12 +146,21 @@ class MADE(autoregressive.AutoregressiveModel):
     kernel = self.dense[layer].kernel
     return kernel * self.mask(layer, mask_index, kernel.dtype)
 
+  def _masked_direct(self, mask_index):
+    """The direct connection's masked kernel of connectivity `mask_index`, [D, D·K]."""
+    degrees, thresholds = (tf.gather(ends, mask_index) for ends in self.direct_degrees)
+    kernel = self.direct.kernel
+    return kernel * tf.cast(thresholds[None, :] >= degrees[:, None], kernel.dtype)
+
   def _logits_with_mask(self, x, mask_index):
-    h = tf.reshape(x, [-1, self.event_size])
+    x_flat = tf.reshape(x, [-1, self.event_size])
+    h = x_flat
     for i, layer in enumerate(self.dense):
       h = h @ self._masked(i, mask_index) + layer.bias
       if i < len(self.dense) - 1:
         h = tf.nn.relu(h)
+    if self.direct_connection:
+      h = h + x_flat @ self._masked_direct(mask_index)
     if self.num_levels == 2:
       return tf.reshape(h, (-1,) + self.image_shape)
     return tf.reshape(h, (-1,) + self.image_shape + (self.num_outputs,))
@@ -162,6 +193,7 @@ class MADE(autoregressive.AutoregressiveModel):
     # The masked kernels of the first connectivity, computed once rather than at every pixel.
     kernels = [self._masked(i, 0) for i in range(len(self.dense))]
     first = kernels[0]  # [D, H1]
+    direct = self._masked_direct(0) if self.direct_connection else None
     order = tf.constant(self.order, tf.int32)
 
     def step(position, a, image, means):
@@ -173,6 +205,8 @@ class MADE(autoregressive.AutoregressiveModel):
       columns = tf.range(k) + pixel * k
       out_kernel = tf.gather(kernels[-1], columns, axis=1)
       logits = h @ out_kernel + tf.gather(self.dense[-1].bias, columns)
+      if direct is not None:  # Pixels not drawn yet are 0 in `image`, and masked anyway.
+        logits = logits + image @ tf.gather(direct, columns, axis=1)
       logits = logits[:, 0] if self.num_levels == 2 else logits
       value, mean = self.draw_pixel(logits, seeding.fold_in(seed, position))
       value = tf.where(known_flat[:, pixel], values_flat[:, pixel], value)
