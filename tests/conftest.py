@@ -53,12 +53,14 @@ def load_config(name: str, variant: str = ""):
   return module.get_config(variant)
 
 
-# The slowest files, slowest first (`pytest --durations=0`, 2026-12-03: 136 s down to 44 s of
-# the suite's 927 s). pytest.ini hands whole files to 2 workers in collection order, so a slow
-# file collected last (alphabetically, test_vqvae.py) would leave one worker idle at the end.
-SLOWEST_FIRST = ("test_export.py", "test_cli.py", "test_flow.py", "test_vqvae.py", "test_vsc.py",
-                 "test_reliability.py", "test_tune.py", "test_xla_precision.py",
-                 "test_distribute.py", "test_autoregressive.py")
+# The slowest files, slowest first (`pytest --durations=0`, 2026-12-03 morning: 267 s down to
+# 44 s of the suite's 1,404 s summed over both workers). pytest.ini hands whole files to 2
+# workers in collection order, so a slow file collected last (alphabetically,
+# test_xla_precision.py) would leave one worker idle at the end.
+SLOWEST_FIRST = ("test_export.py", "test_xla_precision.py", "test_cli.py", "test_reliability.py",
+                 "test_autoregressive.py", "test_tune.py", "test_distribute.py", "test_vqvae.py",
+                 "test_flow.py", "test_models.py", "test_vsc.py", "test_train.py",
+                 "test_tune_distributed.py")
 
 
 def pytest_collection_modifyitems(items):
