@@ -77,13 +77,21 @@ def made_masks(degrees_in: np.ndarray, hidden_sizes, num_outputs: int, rng):
           for degrees, thresholds in made_layer_degrees(degrees_in, hidden, num_outputs)]
 
 
+def _mask(layer_degrees, mask_index, dtype):
+  """[fan_in, fan_out] mask of connectivity `mask_index` from a layer's ([M, fan_in] degrees,
+  [M, fan_out] thresholds): unit j keeps the weight from unit i when threshold_j ≥ degree_i."""
+  degrees, thresholds = (tf.gather(ends, mask_index) for ends in layer_degrees)
+  return tf.cast(thresholds[None, :] >= degrees[:, None], dtype)
+
+
 @registry.MODELS.register("made")
 class MADE(autoregressive.AutoregressiveModel):
   """MADE with resampled connectivity and an ensemble of masks at test time.
 
   Args:
     image_shape: (H, W, C).
-    hidden_sizes: units per hidden layer (one layer of 8000 in the paper's best MNIST model).
+    hidden_sizes: units per hidden layer (two of 8000 in the authors' command for their best
+      MNIST result).
     num_masks: connectivities trained (and available to the ensemble).
     num_eval_masks: masks averaged by log_prob (1: the first mask alone).
     ordering: "natural" or "random": the ordering of the first connectivity (the one sampling
@@ -111,11 +119,10 @@ class MADE(autoregressive.AutoregressiveModel):
         np.random.RandomState(seed + 2 + m).permutation(d) if self.reorder_masks else self.order
         for m in range(1, num_masks)]
     rng = np.random.RandomState(seed + 1)
-    sets, inputs = [], []
+    sets = []
     for order in orders:
       degrees_in = np.empty(d, np.int64)
       degrees_in[order] = np.arange(1, d + 1)
-      inputs.append(degrees_in)
       sets.append(made_layer_degrees(degrees_in, made_degrees(degrees_in, hidden_sizes, rng), k))
     # Per layer, ([num_masks, fan_in] degrees, [num_masks, fan_out] thresholds): a mask is
     # computed from them where it is used, which XLA fuses into the kernel's product instead
@@ -130,27 +137,24 @@ class MADE(autoregressive.AutoregressiveModel):
     for layer, fan_in in zip(self.dense, sizes[:-1]):
       layer.build((None, fan_in))
     if self.direct_connection:
-      # Output d of connectivity m sees input i when m(x_d) − 1 ≥ m(x_i).
-      self.direct_degrees = (
-          tf.constant(np.stack(inputs), tf.int32),
-          tf.constant(np.stack([np.repeat(degrees, k) - 1 for degrees in inputs]), tf.int32))
       self.direct = keras.layers.Dense(d * k, use_bias=False)
       self.direct.build((None, d))
 
   def mask(self, layer: int, mask_index, dtype=tf.float32):
     """The mask of `layer` in connectivity `mask_index`, [fan_in, fan_out]."""
-    degrees, thresholds = (tf.gather(ends, mask_index) for ends in self.layer_degrees[layer])
-    return tf.cast(thresholds[None, :] >= degrees[:, None], dtype)
+    return _mask(self.layer_degrees[layer], mask_index, dtype)
 
   def _masked(self, layer: int, mask_index):
     kernel = self.dense[layer].kernel
     return kernel * self.mask(layer, mask_index, kernel.dtype)
 
   def _masked_direct(self, mask_index):
-    """The direct connection's masked kernel of connectivity `mask_index`, [D, D·K]."""
-    degrees, thresholds = (tf.gather(ends, mask_index) for ends in self.direct_degrees)
+    """The direct connection's masked kernel of connectivity `mask_index`, [D, D·K]: output d
+    sees input i when m(x_d) − 1 ≥ m(x_i), i.e. the input layer's degrees against the output
+    layer's thresholds."""
     kernel = self.direct.kernel
-    return kernel * tf.cast(thresholds[None, :] >= degrees[:, None], kernel.dtype)
+    ends = (self.layer_degrees[0][0], self.layer_degrees[-1][1])
+    return kernel * _mask(ends, mask_index, kernel.dtype)
 
   def _logits_with_mask(self, x, mask_index):
     x_flat = tf.reshape(x, [-1, self.event_size])
