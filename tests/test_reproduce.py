@@ -1,5 +1,6 @@
 """tfgen-reproduce: the tiny table end to end, skipping, resuming, claims, reports and errors."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -159,6 +160,19 @@ def test_report_renders_not_run_entries_and_replaces_between_markers(capped_root
   md.write_text("# Results without markers\n", encoding="utf-8")
   with pytest.raises(reproduce.ReproduceError, match="tfgen-reproduce tiny begin"):
     reproduce.report("tiny", capped_root, results_md=str(md))
+
+
+def test_report_takes_the_gap_from_the_tables_reference_as_it_stands(capped_root, monkeypatch):
+  tiny = reproduce.get_table("tiny")
+  corrected = dataclasses.replace(tiny, entries=tuple(
+      dataclasses.replace(e, paper=reproduce.Reference(500.0, "a corrected source"))
+      if e.name == "tiny_vae" else e for e in tiny.entries))
+  monkeypatch.setitem(reproduce.TABLES, "tiny", corrected)
+  nll = _result(capped_root, "tiny_vae")["numbers"]["nll_nats"]
+  assert _result(capped_root, "tiny_vae")["gap_nats"] is None  # Recorded without a reference.
+  text = reproduce.render("tiny", capped_root)
+  assert f"| 500.00 [1] | **{nll:.2f}** " in text and f"| {nll - 500:+.2f} |" in text
+  assert "[1] a corrected source" in text
 
 
 def test_user_errors_are_reproduce_errors(capped_root, tmp_path):
