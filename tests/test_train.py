@@ -20,13 +20,23 @@ def _weights(workdir):
 
 def test_short_run_writes_checkpoints_events_and_pngs(tiny_config, tmp_path):
   workdir = str(tmp_path / "run")
+  tiny_config.train.num_epochs, tiny_config.train.eval_every_epochs = 4, 2
   result = train.train(tiny_config, workdir, show_progress=False)
-  assert result.epoch == 2 and result.step == 2 * (256 // 32)
+  steps_per_epoch = 256 // 32
+  assert result.epoch == 4 and result.step == 4 * steps_per_epoch
   assert result.checkpoint.endswith(f"ckpt-{result.step}")
   for name in ("config.json", train.SAMPLES_PNG, train.RECONSTRUCTIONS_PNG):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
-  events = os.listdir(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
-  assert any(e.startswith("events.out.tfevents") for e in events)
+  events_dir = os.path.join(workdir, workdir_lib.TENSORBOARD_DIR)
+  steps = {}
+  for name in os.listdir(events_dir):
+    assert name.startswith("events.out.tfevents")
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(events_dir, name)):
+      for value in event.summary.value:
+        steps.setdefault(value.tag, []).append(event.step)
+  assert steps["train/loss"] == [steps_per_epoch * e for e in (1, 2, 3, 4)]
+  # Validation only where it ran, every second epoch.
+  assert steps["validation/elbo"] == [steps_per_epoch * e for e in (2, 4)]
   assert np.isfinite(result.validation_metrics["elbo"])
   assert result.validation_metrics["iwae_bound"] >= result.validation_metrics["elbo"] - 1.0
 

@@ -433,13 +433,16 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
         step = _read_int(optimizer.iterations)
         examples_per_second = num_steps * train_cfg.batch_size / max(seconds, 1e-9)
         last = epoch + 1 == end_epoch
-        if train_cfg.eval_every_epochs and (
-            (epoch + 1) % train_cfg.eval_every_epochs == 0 or last):
+        validated = bool(train_cfg.eval_every_epochs) and (
+            (epoch + 1) % train_cfg.eval_every_epochs == 0 or last)
+        if validated:
           validation_metrics = trainer.evaluate_bounds(data.validation, config.seed)
         with writer.as_default():
           for name, value in train_metrics.items():
             tf.summary.scalar(f"train/{name}", value, step=step)
-          for name, value in validation_metrics.items():
+          # Only at the steps where they were measured: repeating the last ones every epoch
+          # would draw a flat curve between evaluations.
+          for name, value in (validation_metrics.items() if validated else ()):
             tf.summary.scalar(f"validation/{name}", value, step=step)
           tf.summary.scalar("train/learning_rate", learning_rate, step=step)
           tf.summary.scalar("train/examples_per_second", examples_per_second, step=step)
