@@ -205,6 +205,8 @@ AUTOREGRESSIVE = Table(
         # The two structural choices of the authors' best command (github.com/mgermain/MADE):
         # an ordering drawn with each connectivity and a direct input-to-output connection.
         *_made_mask_and_ensemble("made_reordered", "configs/made.py:reorder=true,direct=true"),
+        # The direct connection alone: how much of the difference it makes.
+        *_made_mask_and_ensemble("made_direct", "configs/made.py:direct=true"),
         Entry("pixelcnn", "configs/pixelcnn.py", Protocol(exact=True),
               Reference(81.30, "van den Oord et al. 2016, as quoted in configs/pixelcnn.py")),
         Entry("gated_pixelcnn", "configs/gated_pixelcnn.py", Protocol(exact=True),
