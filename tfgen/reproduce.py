@@ -170,7 +170,6 @@ IWAE_TABLE1_FIXED = Table(
         for model in ("vae", "iwae") for layers in (1, 2) for k in (1, 5, 50)))
 
 
-
 def _made_mask_and_ensemble(name: str, config: str) -> Tuple[Entry, Entry]:
   """A 32-mask MADE's two rows: `name` trains it and evaluates its first mask alone, and
   `name`_ensemble evaluates the ensemble of its 32 masks, which the paper's figure compares with."""
