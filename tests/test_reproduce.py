@@ -237,3 +237,33 @@ def test_cli_unknown_table_is_one_line_and_exit_1(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip() == ("tfgen-reproduce: error: unknown table 'nope'; tables: "
                                    "autoregressive, iwae_table1_fixed, matnet, tiny")
+
+
+def test_an_entry_that_stopped_early_is_finished_and_evaluated_at_its_best_epoch(
+    data_overrides, tmp_path, monkeypatch):
+  from tfgen import train  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path / "root")
+
+  def scripted_validation(self, dataset, seed):  # Worse after epoch 1 (8 steps an epoch).
+    del dataset, seed
+    return {"log_prob": -100.0 - int(self.optimizer.iterations.numpy()) // 8}
+
+  monkeypatch.setattr(train.Trainer, "evaluate_bounds", scripted_validation)
+  overrides = {**data_overrides, "train.num_epochs": 4, "train.early_stopping_epochs": 1}
+  outcomes = reproduce.run("tiny", root, entries=["tiny_made", "tiny_made_ensemble"],
+                           overrides=overrides, show_progress=False)
+  assert [o.status for o in outcomes] == ["done", "done"], outcomes
+  made, ensemble = _result(root, "tiny_made"), _result(root, "tiny_made_ensemble")
+  # Trained to epoch 2 of the 4 asked for ("planned" is the entry's own schedule, 2 epochs).
+  assert made["epochs"] == {"done": 2, "planned": 2, "complete": True, "stopped_early": True,
+                            "best": {"metric": "log_prob", "value": -101.0, "epoch": 1,
+                                     "step": 8}}
+  # Both evaluate the weights of epoch 1, not the newest checkpoint's (epoch 2).
+  assert made["evaluation"]["step"] == ensemble["evaluation"]["step"] == 8
+  assert ensemble["epochs"]["stopped_early"]
+  text = reproduce.render("tiny", root)
+  assert "| 2 / 2 (stopped early; best epoch 1) |" in text
+  # Done although short of the 4 epochs asked for: a second run trains nothing.
+  again = reproduce.run("tiny", root, entries=["tiny_made", "tiny_made_ensemble"],
+                        overrides=overrides, show_progress=False)
+  assert [o.status for o in again] == ["skipped", "skipped"], again

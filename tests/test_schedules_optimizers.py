@@ -1,4 +1,4 @@
-"""Learning-rate schedules and the RMSprop-with-Nesterov-momentum optimizer."""
+"""Learning-rate schedules and the optimizers of the registry."""
 
 import keras
 import numpy as np
@@ -60,3 +60,18 @@ def test_optimizers_from_config():
   assert isinstance(adam, keras.optimizers.Adam) and adam.epsilon == 1e-4
   assert isinstance(optimizers.build(_train_config(optimizer="rmsprop_nesterov")),
                     optimizers.RMSpropNesterov)
+
+
+def test_adagrad_step_is_the_made_authors_update():
+  # θ ← θ − η g / √(ε + Σ g²) with the sum starting at 0 (MADE/update_rules.py, AdaGrad).
+  lr, eps = 0.01, 1e-6
+  optimizer = optimizers.build(_train_config(optimizer="adagrad", learning_rate=lr))
+  theta = keras.Variable(np.array([1.0, -2.0, 0.0], np.float32))
+  optimizer.build([theta])
+  expected, total = np.array([1.0, -2.0, 0.0]), np.zeros(3)
+  for _ in range(3):
+    g = 2 * expected  # Gradient of ||θ||²; 0 stays 0 (no division by zero).
+    optimizer.apply_gradients([(tf.constant(g, tf.float32), theta)])
+    total = total + g**2
+    expected = expected - lr * g / np.sqrt(total + eps)
+  np.testing.assert_allclose(theta.numpy(), expected, rtol=1e-5)

@@ -128,6 +128,7 @@ def test_changed_model_shape_refuses_to_overwrite_checkpoints(tiny_config, tmp_p
     ("train.batch_size", -1, "batch_size"),
     ("train.learning_rate", 0.0, "learning_rate"),
     ("eval.num_importance_samples", 0, "num_importance_samples"),
+    ("train.early_stopping_epochs", -1, "early_stopping_epochs"),
 ])
 def test_invalid_config_values(tiny_config, tmp_path, field, value, match):
   section, name = field.split(".")
@@ -195,3 +196,71 @@ def test_a_run_saved_before_a_field_existed_resumes_when_the_field_keeps_its_def
   new.model.recurrence = "sequential"
   assert config_lib.check_resume(saved, new, str(tmp_path)) == {
       "model.recurrence": ("<absent>", "sequential")}
+
+
+# Validation iwae_bound after each epoch of the scripted run below: best after epoch 2.
+_SCRIPTED_VALIDATION = {1: -100.0, 2: -90.0, 3: -95.0, 4: -96.0, 5: -80.0, 6: -70.0}
+
+
+def _scripted_validation(monkeypatch, calls):
+  """Makes validation report _SCRIPTED_VALIDATION for the epochs trained (8 steps each)."""
+
+  def evaluate_bounds(self, dataset, seed):
+    del dataset, seed
+    epoch = int(self.optimizer.iterations.numpy()) // 8
+    calls.append(epoch)
+    return {"elbo": _SCRIPTED_VALIDATION[epoch] - 1.0, "iwae_bound": _SCRIPTED_VALIDATION[epoch]}
+
+  monkeypatch.setattr(train.Trainer, "evaluate_bounds", evaluate_bounds)
+
+
+def test_early_stopping_keeps_the_best_epoch_and_resumes_without_forgetting_it(
+    tiny_config, tmp_path, monkeypatch):
+  from tfgen import early_stopping  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "run")
+  calls = []
+  _scripted_validation(monkeypatch, calls)
+  tiny_config.train.num_epochs, tiny_config.train.early_stopping_epochs = 6, 2
+  tiny_config.train.checkpoint_every_epochs = 10
+  # Interrupted after epoch 3: the best epoch (2) is on disk, the last checkpoint is epoch 3's.
+  tiny_config.train.stop_after_epochs = 3
+  first = train.train(tiny_config, workdir, show_progress=False)
+  assert (first.epoch, first.stopped_early, first.best["epoch"]) == (3, False, 2)
+  tiny_config.train.stop_after_epochs = 0
+  result = train.train(tiny_config, workdir, show_progress=False)
+  # Epoch 4 is the second without a better iwae_bound than epoch 2's: epochs 5 and 6 never run.
+  assert (result.epoch, result.step, result.stopped_early) == (4, 32, True)
+  assert calls == [1, 2, 3, 4]
+  assert early_stopping.read_state(workdir) == {"metric": "iwae_bound", "value": -90.0,
+                                                "epoch": 2, "step": 16}
+  assert result.checkpoint.endswith("ckpt-32")  # Training itself can still resume from there.
+  # Evaluation, sampling and export read the best epoch's weights.
+  best_weights, best_step = _weights(workdir)
+  assert best_step == 16
+  newest = tf.train.Checkpoint(model=result.model)
+  workdir_lib.restore_newest(newest, workdir, partial=True)
+  assert any(not np.array_equal(a, b.numpy()) for a, b in zip(best_weights,
+                                                              result.model.weights))
+  # Started again, a run that stopped early trains and validates no more.
+  again = train.train(tiny_config, workdir, show_progress=False)
+  assert (again.epoch, again.step, again.stopped_early) == (4, 32, True)
+  assert calls == [1, 2, 3, 4]
+  outcomes = [s["outcome"] for s in workdir_lib.load_sessions(workdir)]
+  assert outcomes == ["finished", "stopped early", "stopped early"]
+
+
+def test_early_stopping_selects_on_the_first_declared_figure_validation_measured():
+  from tfgen import early_stopping  # pylint: disable=g-import-not-at-top
+  declared = vae.VAE.selection_metrics
+  assert early_stopping.selection_metric(declared, {"elbo": -1.0, "iwae_bound": -0.5}) == (
+      "iwae_bound")
+  assert early_stopping.selection_metric(declared, {"elbo": -1.0}) == "elbo"
+  with pytest.raises(errors.ConfigError, match="validation measured only rate"):
+    early_stopping.selection_metric(declared, {"rate": 1.0})
+
+
+def test_early_stopping_needs_validation(tiny_config, tmp_path):
+  tiny_config.train.early_stopping_epochs, tiny_config.train.eval_every_epochs = 3, 0
+  with pytest.raises(errors.ConfigError, match="needs validation"):
+    train.train(tiny_config, str(tmp_path / "run"), show_progress=False)
+  assert not os.path.exists(str(tmp_path / "run" / workdir_lib.CHECKPOINT_DIR))

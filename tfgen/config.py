@@ -77,6 +77,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.adam_beta_2 = 0.999
   config.train.adam_epsilon = 1e-4
   config.train.momentum = 0.9  # RMSprop with Nesterov momentum.
+  config.train.adagrad_initial_accumulator = 0.0
+  config.train.adagrad_epsilon = 1e-6
   config.train.rho = 0.9
   config.train.checkpoint_every_epochs = 10
   config.train.max_checkpoints_to_keep = 3
@@ -84,6 +86,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.steps_per_execution = 50
   # Validation bounds each this many epochs (0: never).
   config.train.eval_every_epochs = 5
+  # Early stopping (0: off): stop once this many epochs pass without a better validation figure
+  # (the model's `selection_metrics`) and keep the best epoch's weights in WORKDIR/best/, which
+  # evaluation, sampling and export then use (tfgen/early_stopping.py). Needs validation.
+  config.train.early_stopping_epochs = 0
   # XLA (`jit_compile`) for the train step's loss and gradients and for the validation bounds.
   # Every registered model compiles (tests/test_xla_precision.py); a config turns it on where
   # bench/loop_speed.py measured it faster.
@@ -197,6 +203,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.max_checkpoints_to_keep > 0, "config.train.max_checkpoints_to_keep must be > 0")
   _require(train.steps_per_execution > 0, "config.train.steps_per_execution must be > 0")
   _require(train.eval_every_epochs >= 0, "config.train.eval_every_epochs must be >= 0")
+  patience = train.get("early_stopping_epochs", 0)
+  _require(patience >= 0, f"config.train.early_stopping_epochs must be >= 0, got {patience}")
+  _require(not patience or train.eval_every_epochs > 0,
+           "config.train.early_stopping_epochs needs validation: set "
+           "config.train.eval_every_epochs > 0")
   _require(train.get("precision", "float32") in PRECISIONS,
            f"config.train.precision must be one of {', '.join(PRECISIONS)}, got "
            f"{train.get('precision')!r}")

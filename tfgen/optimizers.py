@@ -66,6 +66,18 @@ def rmsprop_nesterov(config):
   return RMSpropNesterov(config.learning_rate, rho=config.rho, momentum=config.momentum)
 
 
+@OPTIMIZERS.register("adagrad")
+def adagrad(config):
+  """Adagrad (Duchi et al. 2011): θ ← θ − η g / √(a₀ + ε + Σ g²), the sum over all steps so far.
+
+  With a₀ = 0 and ε = 1e-6 (the config's defaults) this is the update of MADE's authors' code
+  (github.com/mgermain/MADE, MADE/update_rules.py).
+  """
+  return keras.optimizers.Adagrad(
+      config.learning_rate, initial_accumulator_value=config.adagrad_initial_accumulator,
+      epsilon=config.adagrad_epsilon)
+
+
 def build(train_config, precision: str = "float32") -> keras.optimizers.Optimizer:
   """The optimizer `train_config.optimizer`, at the config's initial learning rate.
 

@@ -197,7 +197,14 @@ AUTOREGRESSIVE = Table(
         # The authors' code reports a model trained on several connectivities by the ensemble
         # of its masks (github.com/mgermain/MADE, trainMADE.py: the log of the mean of the
         # masks' likelihoods), so the paper's 32-mask figures compare with the ensemble rows.
-        Entry("made_one_mask", "configs/made.py:masks=1", Protocol(exact=True),
+        # One mask overfits within 15 epochs; the authors stop early (30 epochs of patience).
+        Entry("made_one_mask", "configs/made.py:masks=1,patience=30", Protocol(exact=True),
+              Reference(88.40, "Germain et al. 2015, Table 6, as quoted in configs/made.py "
+                        "(not re-checked)", "1 hidden layer, 1 mask, fixed binarization")),
+        # The same with the authors' optimizer, Adagrad at a constant 0.01.
+        Entry("made_one_mask_adagrad",
+              "configs/made.py:masks=1,patience=30,optimizer=adagrad,epochs=300",
+              Protocol(exact=True),
               Reference(88.40, "Germain et al. 2015, Table 6, as quoted in configs/made.py "
                         "(not re-checked)", "1 hidden layer, 1 mask, fixed binarization")),
         *_made_mask_and_ensemble("made", "configs/made.py"),
@@ -385,8 +392,13 @@ def _result_problem(result, name: str, table: str) -> str:
 
 def _finished(result: Optional[Dict], entry: Entry, target: int) -> bool:
   """Whether a result already covers `target` epochs under the entry's protocol."""
-  return (result is not None and result["epochs"]["done"] >= target
+  return (result is not None and _trained_to(result["epochs"], target)
           and result["protocol"]["requested"] == entry.protocol.requested())
+
+
+def _trained_to(epochs: Dict, target: int) -> bool:
+  """Whether a result's training reached `target` epochs or ended earlier by early stopping."""
+  return epochs["done"] >= target or bool(epochs.get("stopped_early"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -648,7 +660,7 @@ def _run_entry(table, entry, root, config_and_planned, max_epochs, overrides, co
     return Outcome(entry.name, "skipped", f"finished ({_epochs_text(previous)})")
   if entry.trained_by:
     trainer = read_result(root, entry.trained_by, table.name)
-    if trainer is None or trainer["epochs"]["done"] < target:
+    if trainer is None or not _trained_to(trainer["epochs"], target):
       done = ("has not run" if trainer is None
               else f"has {trainer['epochs']['done']} of the {target} epochs asked for")
       return Outcome(entry.name, "skipped", f"evaluates the model of {entry.trained_by!r}, "
@@ -697,7 +709,7 @@ def _train_and_evaluate(entry, workdir, config, planned, target, show_progress):
   evaluation, eval_seconds = _evaluate(entry, workdir, show_progress)
   return _result(entry, evaluation, done=trained.epoch, planned=planned, step=trained.step,
                  train_seconds=train_total, eval_seconds=eval_seconds,
-                 runs=runs)
+                 runs=runs, stopped_early=trained.stopped_early, best=trained.best)
 
 
 def _evaluate_trained_by(table, entry, root, workdir, show_progress):
@@ -713,18 +725,21 @@ def _evaluate_trained_by(table, entry, root, workdir, show_progress):
     info = f.read()
   with open(os.path.join(workdir, workdir_lib.DATA_INFO_FILE), "w", encoding="utf-8") as f:
     f.write(info)
-  # A relative link, so that ROOT can be moved or mounted elsewhere.
-  link = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
-  target = os.path.join(os.pardir, entry.trained_by, workdir_lib.CHECKPOINT_DIR)
-  if os.path.islink(link) and os.readlink(link) != target:
-    os.remove(link)
-  if not os.path.islink(link):
-    os.symlink(target, link)
+  # Relative links, so that ROOT can be moved or mounted elsewhere; the best epoch's weights
+  # too where the trainer stopped early (evaluation prefers them).
+  for folder in (workdir_lib.CHECKPOINT_DIR, workdir_lib.BEST_DIR):
+    link = os.path.join(workdir, folder)
+    target = os.path.join(os.pardir, entry.trained_by, folder)
+    if os.path.islink(link) and os.readlink(link) != target:
+      os.remove(link)
+    if not os.path.islink(link) and os.path.isdir(os.path.join(trainer_dir, folder)):
+      os.symlink(target, link)
   evaluation, eval_seconds = _evaluate(entry, workdir, show_progress)
-  result = _result(entry, evaluation, done=trainer["epochs"]["done"],
-                   planned=trainer["epochs"]["planned"], step=trainer.get("step"),
-                   train_seconds=trainer["wall_seconds"]["train"], eval_seconds=eval_seconds,
-                   runs=trainer.get("runs", []))
+  epochs = trainer["epochs"]
+  result = _result(entry, evaluation, done=epochs["done"], planned=epochs["planned"],
+                   step=trainer.get("step"), train_seconds=trainer["wall_seconds"]["train"],
+                   eval_seconds=eval_seconds, runs=trainer.get("runs", []),
+                   stopped_early=bool(epochs.get("stopped_early")), best=epochs.get("best"))
   result["trained_in"] = entry.trained_by
   return result
 
@@ -740,7 +755,7 @@ def _evaluate(entry, workdir, show_progress):
 
 
 def _result(entry, evaluation, done, planned, step, train_seconds, eval_seconds,
-            runs) -> Dict:
+            runs, stopped_early=False, best=None) -> Dict:
   nll = float(evaluation["nll_nats"])
   paper = entry.paper.nll_nats
   k = evaluation.get("num_importance_samples")
@@ -763,7 +778,11 @@ def _result(entry, evaluation, done, planned, step, train_seconds, eval_seconds,
           "binarization": evaluation["binarization"],
           "description": entry.protocol.description,
       },
-      "epochs": {"done": int(done), "planned": int(planned), "complete": done >= planned},
+      # With early stopping the evaluated weights are those of `best` ({metric, value, epoch,
+      # step}: the best validation), and a run that stopped early is complete.
+      "epochs": {"done": int(done), "planned": int(planned),
+                 "complete": done >= planned or stopped_early,
+                 "stopped_early": bool(stopped_early), "best": best},
       "step": step,
       "wall_seconds": {"train": round(train_seconds, 1), "evaluate": round(eval_seconds, 1)},
       # Everything tfgen-evaluate reported, minus its paths.
@@ -873,9 +892,15 @@ def render(table_name: str, root: str, planned_epochs: Optional[Mapping[str, int
     # From the table's reference as it stands, not the one recorded when the entry ran: a
     # corrected reference re-renders without retraining.
     gap = "—" if paper.nll_nats is None else f"{numbers['nll_nats'] - paper.nll_nats:+.2f}"
-    epochs_cell = f"{epochs['done']} / {epochs['planned']}"
-    if not epochs["complete"]:
-      epochs_cell += " (capped)" if result.get("max_epochs") else " (unfinished)"
+    notes = []
+    if epochs.get("stopped_early"):
+      notes.append("stopped early")
+    elif not epochs["complete"]:
+      notes.append("capped" if result.get("max_epochs") else "unfinished")
+    if epochs.get("best"):  # The evaluated weights are the best validation epoch's.
+      notes.append(f"best epoch {epochs['best']['epoch']}")
+    epochs_cell = f"{epochs['done']} / {epochs['planned']}" + (
+        f" ({'; '.join(notes)})" if notes else "")
     wall = f"train {_duration(result['wall_seconds']['train'])}, evaluation " \
            f"{_duration(result['wall_seconds'].get('evaluate'))}"
     rows.append([f"`{entry.name}`", config_cell, paper_cell, ours, gap, epochs_cell,

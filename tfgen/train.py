@@ -4,8 +4,9 @@ The model owns its loss (`model.loss(batch, seed, training)` returns per-example
 loop averages it over the global batch with `tf.nn.compute_average_loss`, so the update is the
 same on one device and on several replicas. Around the compiled train step it handles the
 strategy, learning-rate schedule, checkpoints (every N epochs and at exit; a run resumes from its
-newest good checkpoint by itself), `--init_from`, TensorBoard, image grids, a progress bar, the
-workdir lock and non-finite losses.
+newest good checkpoint by itself), `--init_from`, early stopping on a validation figure
+(tfgen/early_stopping.py), TensorBoard, image grids, a progress bar, the workdir lock and
+non-finite losses.
 """
 
 import contextlib
@@ -26,6 +27,7 @@ import tensorflow as tf
 
 from tfgen import config as config_lib
 from tfgen import data as data_lib
+from tfgen import early_stopping
 from tfgen import errors
 from tfgen import models
 from tfgen import optimizers
@@ -127,8 +129,13 @@ class TrainResult:
   train_metrics: Dict[str, float]
   validation_metrics: Dict[str, float]
   checkpoint: Optional[str]
-  # The trained model as this process holds it (on every worker of a multi-worker run).
+  # The trained model as this process holds it (on every worker of a multi-worker run): the
+  # last epoch's weights, also when early stopping kept an earlier epoch's in WORKDIR/best/.
   model: Optional[models.GenerativeModel] = None
+  # Whether early stopping ended the run before its num_epochs (also on a later start).
+  stopped_early: bool = False
+  # With early stopping: {metric, value, epoch, step} of the best validation so far.
+  best: Optional[Dict] = None
 
 
 class Trainer:
@@ -408,6 +415,10 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   steps_done = min(max(_read_int(optimizer.iterations)
                        - _read_int(epoch_var) * data.steps_per_epoch, 0),
                    data.steps_per_epoch)
+  patience = train_cfg.get("early_stopping_epochs", 0)
+  stopper = (early_stopping.EarlyStopping(model, workdir, write_dir, patience,
+                                          model.selection_metrics, chief) if patience else None)
+  stopped_early = False
   finished_cleanly = nonfinite = False
   epochs_before = _read_int(epoch_var)
   stop_after = train_cfg.get("stop_after_epochs", 0)
@@ -416,6 +427,9 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   with signals.deferred():
     try:
       for epoch in range(_read_int(epoch_var), end_epoch):
+        if stopper and stopper.should_stop(epoch):  # A run that stopped early, started again.
+          stopped_early = True
+          break
         signals.raise_if_requested()
         learning_rate = schedules.learning_rate(epoch, train_cfg)
         optimizer.learning_rate.assign(learning_rate)
@@ -449,10 +463,17 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
         logging.info("epoch %d/%d step %d: %s | validation %s | %.0f examples/s", epoch + 1,
                      train_cfg.num_epochs, step, _fmt(train_metrics), _fmt(validation_metrics),
                      examples_per_second)
-        if (epoch + 1) % train_cfg.checkpoint_every_epochs == 0 or last:
+        if stopper and validated:
+          stopper.update(epoch + 1, step, validation_metrics)
+          stopped_early = stopper.should_stop(epoch + 1)
+        if (epoch + 1) % train_cfg.checkpoint_every_epochs == 0 or last or stopped_early:
           saved_step = _save(manager, step, chief)
           if chief:
             write_image_grids(model, grid_images, workdir, config.seed, step, writer)
+        if stopped_early:
+          break
+      if stopped_early:
+        logging.info("%s", stopper.stop_message(_read_int(epoch_var)))
       finished_cleanly = True
     except errors.NonFiniteLossError:
       nonfinite = True
@@ -472,8 +493,8 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
         saved_step = _save(manager, step, chief)
       writer.flush()
       if chief:
-        outcome = ("finished" if finished_cleanly else "non-finite loss" if nonfinite
-                   else "stopped")
+        outcome = ("stopped early" if stopped_early else "finished" if finished_cleanly
+                   else "non-finite loss" if nonfinite else "stopped")
         workdir_lib.record_session(
             workdir, date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), host=socket.gethostname(),
             epochs_before=epochs_before, epochs_after=_read_int(epoch_var), step=step,
@@ -485,7 +506,8 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   if newest and not chief:  # This worker's copy is deleted; name the chief's.
     newest = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR, os.path.basename(newest))
   return TrainResult(_read_int(epoch_var), _read_int(optimizer.iterations), train_metrics,
-                     validation_metrics, newest, model)
+                     validation_metrics, newest, model, stopped_early=stopped_early,
+                     best=stopper.state if stopper else None)
 
 
 def train_batches_in_graph(data: data_lib.Data, config: ml_collections.ConfigDict):

@@ -15,6 +15,9 @@ from tfgen import errors
 from tfgen import files
 
 CHECKPOINT_DIR = "checkpoints"
+# The weights of the best validation epoch of a run trained with early stopping
+# (tfgen/early_stopping.py); evaluation, sampling and export prefer them.
+BEST_DIR = "best"
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
 DATA_INFO_FILE = "data_info.json"
@@ -85,8 +88,8 @@ def remove_partial_checkpoints(workdir: str) -> List[str]:
   return removed
 
 
-def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str,
-                   partial: bool = False) -> Optional[str]:
+def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str, partial: bool = False,
+                   folder: str = CHECKPOINT_DIR) -> Optional[str]:
   """Restores the newest checkpoint of workdir that loads, trying older ones after a bad one.
 
   TensorFlow renames a checkpoint into place only once it is written and updates the list of
@@ -97,6 +100,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str,
     checkpoint: what to restore into.
     workdir: a run's working directory.
     partial: restore only the objects `checkpoint` holds (e.g. the model without its optimizer).
+    folder: the folder of workdir that holds the checkpoints.
 
   Returns:
     The path restored, or None when workdir has no checkpoint.
@@ -105,7 +109,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str,
     WorkdirError: checkpoints exist but none loads (e.g. the config changed the model's shape);
       nothing is overwritten then.
   """
-  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  directory = os.path.join(workdir, folder)
   state = tf.train.get_checkpoint_state(directory)
   candidates = list(state.all_model_checkpoint_paths) if state else []
   if state and state.model_checkpoint_path not in candidates:
@@ -132,12 +136,18 @@ def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str,
   return None
 
 
-def restore_model(model, workdir: str) -> str:
-  """Restores a model's weights (only) from workdir's newest checkpoint.
+def restore_model(model, workdir: str, prefer_best: bool = True) -> str:
+  """Restores a model's weights (only): those of the best validation epoch when the run was
+  trained with early stopping (BEST_DIR) and `prefer_best`, else those of the newest checkpoint.
 
   Raises:
     WorkdirError: workdir has no checkpoint, or none that fits the model.
   """
+  if prefer_best:
+    path = restore_newest(tf.train.Checkpoint(model=model), workdir, partial=True,
+                          folder=BEST_DIR)
+    if path is not None:
+      return path
   path = restore_newest(tf.train.Checkpoint(model=model), workdir, partial=True)
   if path is None:
     raise errors.WorkdirError(f"{workdir!r} has no checkpoint under {CHECKPOINT_DIR}/")

@@ -80,6 +80,9 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
   # Draws of the importance-sampled log p(x) made at once; evaluation sets it from
   # config.eval.chunk_size. Exact models ignore it.
   importance_chunk_size = IMPORTANCE_CHUNK_SIZE
+  # Validation figures (names of `bounds`, higher is better) that early stopping keeps the best
+  # epoch of: the first one validation measured (tfgen/early_stopping.py).
+  selection_metrics: Tuple[str, ...] = ("log_prob",)
 
   def __init__(self, image_shape, **kwargs):
     super().__init__(**kwargs)
@@ -443,6 +446,8 @@ class LatentVariableModel(GenerativeModel):
 
   # Whether `bounds` reports each layer's KL as kl_0 (top) … (hierarchical models).
   reports_layer_rates = False
+  # The tightest bound on log p(x) that `bounds` gives; the ELBO where there is no IWAE bound.
+  selection_metrics = ("iwae_bound", "elbo")
 
   def __init__(self, image_shape, objective: str = "elbo", num_importance_samples: int = 1,
                kl_warmup_epochs: float = 0.0, free_bits: float = 0.0, **kwargs):
