@@ -50,7 +50,8 @@ def test_result_json_records_numbers_protocol_epochs_and_provenance(capped_root)
   assert vae["numbers"]["nll_bits_per_dim"] > 0
   assert vae["protocol"]["num_importance_samples"] == 10
   assert (vae["protocol"]["split"], vae["protocol"]["binarization"]) == ("test", "fixed")
-  assert vae["epochs"] == {"done": 1, "planned": 2, "complete": False}
+  assert vae["epochs"] == {"done": 1, "planned": 2, "complete": False, "stopped_early": False,
+                           "best": None}
   assert vae["max_epochs"] == 1 and vae["command"].startswith("tfgen-reproduce run tiny")
   assert vae["wall_seconds"]["train"] > 0 and vae["wall_seconds"]["evaluate"] > 0
   assert vae["hardware"]["cpu_cores"] >= 1 and vae["hardware"]["gpus"] == []
