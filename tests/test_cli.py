@@ -29,11 +29,16 @@ def _script(name):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
   workdir = str(tmp_path_factory.mktemp("cli") / "run")
+  # With early stopping (patience longer than the run), so that evaluation, sampling and export
+  # below read the best validation epoch's weights from best/.
   result = _run([_script("tfgen-train"), f"--config={TINY}", f"--workdir={workdir}",
                  f"--config.data.manual_dir={binarized_mnist_dir}",
-                 f"--config.data.data_dir={tfds_data_dir}"])
+                 f"--config.data.data_dir={tfds_data_dir}",
+                 "--config.train.early_stopping_epochs=5"])
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Epoch 2/2" in result.stdout
+  assert "best validation iwae_bound " in result.stdout and "stopped early" not in result.stdout
+  assert os.path.exists(os.path.join(workdir, "best", "best.json"))
   return workdir
 
 
@@ -53,6 +58,7 @@ def test_evaluate_prints_and_writes_nll_elbo_and_active_units(trained_run):
     results = json.load(f)
   assert results["num_examples"] == 256 and results["num_importance_samples"] == 10
   assert results["binarization"] == "fixed"
+  assert f"{os.sep}best{os.sep}ckpt-" in results["checkpoint"]
   assert 0 < results["nll_nats"] <= -results["elbo"] + 1e-3
   assert 0 <= results["active_units"][0] <= results["latent_units"][0] == 4
 

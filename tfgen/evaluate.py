@@ -55,7 +55,8 @@ class Trained:
 
 
 def load_trained(workdir: str, config=None, splits=("test",)) -> Trained:
-  """Rebuilds a run's model from its config and restores its newest checkpoint.
+  """Rebuilds a run's model from its config and restores its weights: the best validation
+  epoch's (best/) for a run trained with early stopping, else the newest checkpoint's.
 
   Args:
     workdir: a training run's working directory.
@@ -81,7 +82,8 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
              split: Optional[str] = None, batch_size: Optional[int] = None,
              chunk_size: Optional[int] = None, show_progress: bool = True,
              classify_codes: bool = True) -> Dict:
-  """Evaluates the newest checkpoint of workdir and writes the results as JSON there.
+  """Evaluates workdir's model (its best/ weights with early stopping, else the newest
+  checkpoint's) and writes the results as JSON there.
 
   Args:
     workdir: a training run's working directory.

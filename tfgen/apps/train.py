@@ -10,6 +10,8 @@
 See docs/scaling.md.
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -23,7 +25,8 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events, "
                                "PNGs and the config; an existing run there is resumed.")
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Workdir of another run whose newest weights "
-                                 "initialize this run's model (e.g. VAE -> IWAE).")
+                                 "(its best/ ones if it used early stopping) initialize this "
+                                 "run's model (e.g. VAE -> IWAE).")
 _STRATEGY = flags.DEFINE_enum(
     "strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker"],
     "tf.distribute strategy. auto: MultiWorkerMirroredStrategy when TF_CONFIG names several "
@@ -43,6 +46,7 @@ def main(argv):
   common.import_keras()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfgen import train  # Imported after flag parsing so --help is fast.
+  from tfgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   if _CPU_DEVICES.value > 1:
     # Before anything else touches TensorFlow's devices.
     tf.config.set_logical_device_configuration(
@@ -57,6 +61,11 @@ def main(argv):
   result = train.train(_CONFIG.value, _WORKDIR.value, init_from=_INIT_FROM.value,
                        strategy=strategy)
   print(f"trained to epoch {result.epoch}, step {result.step}; checkpoint {result.checkpoint}")
+  if result.best:  # Early stopping: what evaluation, sampling and export will read.
+    best_dir = os.path.join(_WORKDIR.value, workdir_lib.BEST_DIR)
+    print(f"{'stopped early; ' if result.stopped_early else ''}best validation "
+          f"{result.best['metric']} {result.best['value']:.3f} after epoch "
+          f"{result.best['epoch']}, weights in {best_dir}")
 
 
 def run():
