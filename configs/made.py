@@ -20,15 +20,17 @@ ordering=natural|random, reorder=true (each connectivity after the first draws i
 ordering), direct=true (a masked direct connection from the inputs to the outputs),
 optimizer=adam|adagrad (adagrad: the authors' constant 0.01), patience=N (early stopping:
 validation every epoch, stop after N epochs without a better one, evaluate the best epoch's
-weights; the authors use 30), tiny.
+weights; the authors use 30), init=glorot_uniform|orthogonal (the kernels' initialization; the
+authors' command: orthogonal), tiny.
 
 The authors' command for their best binarized-MNIST result (github.com/mgermain/MADE, README)
 trains two hidden layers of 8,000 units, 32 connectivities each with its own ordering, a direct
 input-to-output connection, with Adagrad at 0.01 until 30 epochs pass without a better
 validation NLL, and reports the likelihood averaged over the connectivities. The nearest here is
   tfgen-train --config=configs/made.py:layers=2,reorder=true,direct=true,eval_masks=32 ...
-with this config's Adam schedule (not run yet); `optimizer=adagrad,patience=30,epochs=N` adds
-the authors' optimizer and early stopping (N bounds what they ran until convergence).
+with this config's Adam schedule (not run yet); `optimizer=adagrad,patience=30,init=orthogonal,
+epochs=N` adds the authors' optimizer, early stopping and initialization (N bounds what they ran
+until convergence).
 
 Reference test NLL on binarized MNIST (nats), Germain et al. 2015, Table 6, fixed binarization:
 one hidden layer 88.40 with 1 mask (`masks=1`) and 88.04 with 32 masks; two hidden layers 89.59
@@ -44,9 +46,11 @@ from tfgen import models
 
 VARIANT_DEFAULTS = dict(hidden=8000, layers=1, masks=32, eval_masks=1, epochs=100,
                         data="binarized_mnist", ordering="natural", reorder=False,
-                        direct=False, optimizer="adam", patience=0, tiny=False)
+                        direct=False, optimizer="adam", patience=0, init="glorot_uniform",
+                        tiny=False)
 VARIANT_CHOICES = dict(layers=(1, 2), data=("binarized_mnist", "mnist"),
-                       ordering=("natural", "random"), optimizer=("adam", "adagrad"))
+                       ordering=("natural", "random"), optimizer=("adam", "adagrad"),
+                       init=("glorot_uniform", "orthogonal"))
 
 
 def get_config(arg: str = ""):
@@ -56,7 +60,8 @@ def get_config(arg: str = ""):
   config.model = models.model_config(
       "made", hidden_sizes=tuple([opts["hidden"]] * opts["layers"]), num_masks=opts["masks"],
       num_eval_masks=opts["eval_masks"], ordering=opts["ordering"],
-      reorder_masks=opts["reorder"], direct_connection=opts["direct"])
+      reorder_masks=opts["reorder"], direct_connection=opts["direct"],
+      kernel_initializer=opts["init"])
   config_lib.decaying_adam(config, batch_size=100, num_epochs=opts["epochs"])
   if opts["optimizer"] == "adagrad":  # The authors': Adagrad at a constant 0.01.
     config.train.optimizer, config.train.learning_rate = "adagrad", 0.01

@@ -295,3 +295,19 @@ def test_made_masks_computed_from_degrees_are_the_stored_masks_of_before():
   # made_masks (the flows' masks) draws the same from the same generator.
   np.testing.assert_array_equal(
       made.made_masks(degrees_in, (7, 5), 1, np.random.RandomState(3))[2], model.mask(2, 0))
+
+
+def test_made_orthogonal_kernels_have_orthonormal_rows_or_columns():
+  model = made.MADE((4, 5, 1), hidden_sizes=(30, 8), direct_connection=True,
+                    kernel_initializer="orthogonal")
+  model.build_for_images()
+  for kernel in [layer.kernel.numpy() for layer in model.dense] + [model.direct.kernel.numpy()]:
+    short = min(kernel.shape)
+    gram = kernel.T @ kernel if kernel.shape[0] > kernel.shape[1] else kernel @ kernel.T
+    np.testing.assert_allclose(gram, np.eye(short), atol=1e-5)
+  # Every layer draws its own kernel (one shared initializer would repeat its draws).
+  square = made.MADE((2, 2, 1), hidden_sizes=(4, 4, 4), kernel_initializer="orthogonal")
+  square.build_for_images()
+  assert not np.allclose(square.dense[1].kernel.numpy(), square.dense[2].kernel.numpy())
+  with pytest.raises(errors.ConfigError, match="unknown kernel_initializer 'nope'"):
+    made.MADE((2, 2, 1), kernel_initializer="nope")

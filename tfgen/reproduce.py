@@ -201,9 +201,9 @@ AUTOREGRESSIVE = Table(
         Entry("made_one_mask", "configs/made.py:masks=1,patience=30", Protocol(exact=True),
               Reference(88.40, "Germain et al. 2015, Table 6, as quoted in configs/made.py "
                         "(not re-checked)", "1 hidden layer, 1 mask, fixed binarization")),
-        # The same with the authors' optimizer, Adagrad at a constant 0.01.
+        # The same with the authors' optimizer (Adagrad at a constant 0.01) and initialization.
         Entry("made_one_mask_adagrad",
-              "configs/made.py:masks=1,patience=30,optimizer=adagrad,epochs=300",
+              "configs/made.py:masks=1,patience=30,optimizer=adagrad,init=orthogonal,epochs=300",
               Protocol(exact=True),
               Reference(88.40, "Germain et al. 2015, Table 6, as quoted in configs/made.py "
                         "(not re-checked)", "1 hidden layer, 1 mask, fixed binarization")),

@@ -100,12 +100,14 @@ class MADE(autoregressive.AutoregressiveModel):
     seed: draws the ordering and the hidden degrees.
     reorder_masks: each connectivity after the first draws its own random ordering.
     direct_connection: add a masked linear map from the inputs to the output logits.
+    kernel_initializer: a Keras initializer name for the kernels: "glorot_uniform", or
+      "orthogonal" (the authors' command: (semi-)orthogonal kernels, rows or columns orthonormal).
   """
 
   def __init__(self, image_shape, hidden_sizes=(500,), num_masks: int = 1,
                num_eval_masks: int = 1, ordering: str = "natural", num_levels: int = 2,
                seed: int = 0, reorder_masks: bool = False, direct_connection: bool = False,
-               **kwargs):
+               kernel_initializer: str = "glorot_uniform", **kwargs):
     super().__init__(image_shape, num_levels, **kwargs)
     if not 1 <= num_eval_masks <= num_masks:
       raise errors.ConfigError(f"num_eval_masks must lie in [1, num_masks={num_masks}], "
@@ -132,12 +134,20 @@ class MADE(autoregressive.AutoregressiveModel):
                           tf.int32) for end in (0, 1))
         for layer in range(len(hidden_sizes) + 1)]
     sizes = [d] + list(hidden_sizes) + [d * k]
+    try:
+      keras.initializers.get(kernel_initializer)
+    except ValueError as e:
+      raise errors.ConfigError(f"unknown kernel_initializer {kernel_initializer!r}; e.g. "
+                               "'glorot_uniform' or 'orthogonal'") from e
+    # By name, so that every layer gets its own initializer and so its own draws.
     self.dense = layers.track_list(
-        self, "dense", [keras.layers.Dense(n) for n in sizes[1:]])
+        self, "dense", [keras.layers.Dense(n, kernel_initializer=kernel_initializer)
+                        for n in sizes[1:]])
     for layer, fan_in in zip(self.dense, sizes[:-1]):
       layer.build((None, fan_in))
     if self.direct_connection:
-      self.direct = keras.layers.Dense(d * k, use_bias=False)
+      self.direct = keras.layers.Dense(d * k, use_bias=False,
+                                       kernel_initializer=kernel_initializer)
       self.direct.build((None, d))
 
   def mask(self, layer: int, mask_index, dtype=tf.float32):
