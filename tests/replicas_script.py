@@ -141,8 +141,12 @@ def main():
                        else type(strategy).__name__)
     out["replicas"] = strategy.num_replicas_in_sync
     out["chief"] = train.is_chief(strategy)
-    result = train.train(toy_config(epochs), workdir, strategy=strategy, show_progress=False)
+    config = toy_config(epochs)
+    # With early stopping: every worker keeps the best epoch's weights, the chief's stay.
+    config.train.eval_every_epochs, config.train.early_stopping_epochs = 1, 5
+    result = train.train(config, workdir, strategy=strategy, show_progress=False)
     out.update(trained(result))
+    out["best"] = result.best
   else:
     raise SystemExit(f"unknown mode {MODE!r}")
   print(json.dumps(out), flush=True)

@@ -142,9 +142,12 @@ def test_two_workers_end_with_the_same_weights_as_one_process(multi_worker_run, 
   assert chief["chief"] and not other["chief"]
   _assert_same_weights(chief["weights"], other["weights"])
   _assert_same_weights(chief["weights"], one_process["one"]["epochs1"]["weights"])
-  # Only the chief's checkpoints remain; the other worker's copies were deleted.
-  assert sorted(os.listdir(workdir)) == [".lock", "checkpoints", "config.json", "data_info.json",
-                                         "samples.png", "tensorboard", "training_sessions.json"]
+  # Only the chief's checkpoints and best weights remain; the other worker's copies were deleted.
+  assert sorted(os.listdir(workdir)) == [".lock", "best", "checkpoints", "config.json",
+                                         "data_info.json", "samples.png", "tensorboard",
+                                         "training_sessions.json"]
+  assert chief["best"] == other["best"] and chief["best"]["epoch"] == 1
+  assert os.path.exists(workdir / "best" / f"ckpt-{STEPS_PER_EPOCH}.index")
   assert chief["checkpoint"] == other["checkpoint"] == str(
       workdir / "checkpoints" / f"ckpt-{STEPS_PER_EPOCH}")
 
