@@ -191,9 +191,13 @@ def test_partial_checkpoints_left_by_a_kill_are_removed_on_start(tiny_config, ru
   checkpoints = os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR)
   os.makedirs(os.path.join(checkpoints, "ckpt-12_temp_0a1b2c", "part-00000-of-00001"))
   open(os.path.join(checkpoints, "ckpt-13_temp.index"), "w").close()
+  best = os.path.join(run_copy, workdir_lib.BEST_DIR)  # Early stopping's best weights.
+  os.makedirs(best)
+  open(os.path.join(best, "ckpt-14_temp.index"), "w").close()
   tiny_config.train.num_epochs = 3
   train.train(tiny_config, run_copy, show_progress=False)
-  assert not [name for name in os.listdir(checkpoints) if "_temp" in name]
+  for folder in (checkpoints, best):
+    assert not [name for name in os.listdir(folder) if "_temp" in name]
 
 
 # --- A run's record is never overwritten by a different config -------------------------------

@@ -5,7 +5,7 @@ the validation figure the model declares (`model.selection_metrics`: the first o
 the validation bounds hold, e.g. `log_prob` for exact models, `iwae_bound` for latent-variable
 ones; higher is better) with the best so far. A better one writes the model's weights to
 `WORKDIR/best/` with `best.json` ({metric, value, epoch, step}); the run stops once N epochs have
-passed since the best one, as in the authors' code of MADE (`look_ahead`) and NADE. Evaluation,
+passed since the best one, as in the MADE authors' code (`look_ahead`). Evaluation,
 sampling and export then read `best/` (`workdir.restore_model`).
 
 The state lives in the workdir, not in the training checkpoint, so a run saved before early

@@ -66,7 +66,8 @@ def newest_checkpoint(workdir: str) -> Optional[str]:
 
 
 def remove_partial_checkpoints(workdir: str) -> List[str]:
-  """Deletes the `ckpt-N_temp*` files and folders that a killed checkpoint write leaves behind.
+  """Deletes the `ckpt-N_temp*` files and folders that a killed checkpoint write leaves behind
+  (in CHECKPOINT_DIR and BEST_DIR).
 
   TensorFlow writes a checkpoint under a temporary name and renames it when complete, so these
   never hold a usable checkpoint; call it only while holding the workdir's lock.
@@ -74,9 +75,10 @@ def remove_partial_checkpoints(workdir: str) -> List[str]:
   Returns:
     The paths removed.
   """
-  directory = os.path.join(workdir, CHECKPOINT_DIR)
   removed = []
-  for path in glob.glob(os.path.join(glob.escape(directory), "*_temp*")):
+  for path in [p for folder in (CHECKPOINT_DIR, BEST_DIR)
+               for p in glob.glob(os.path.join(glob.escape(os.path.join(workdir, folder)),
+                                               "*_temp*"))]:
     if os.path.isdir(path):
       shutil.rmtree(path, ignore_errors=True)
     else:
