@@ -37,7 +37,10 @@ one hidden layer 88.40 with 1 mask (`masks=1`) and 88.04 with 32 masks; two hidd
 with 1 mask and 86.64 with 32 (the paper's best). The 1-mask figures are as recalled from the
 paper and not re-checked against it here. The authors' code reports a model trained on several
 masks by the ensemble of its masks (`eval_masks=32`), so that is what the 32-mask figures compare
-with. A PyTorch zoo reports 84.87 with dynamic binarization. What tfgen measured is in
+with. Measured for one mask (`tfgen-reproduce` entries `made_one_mask`, `made_one_mask_adagrad`):
+  tfgen-train --config=configs/made.py:masks=1,patience=30,optimizer=adagrad,init=orthogonal,epochs=300 ...
+gave 89.51 (best epoch 89 of 119, 47 min on 2 CPU cores); `masks=1,patience=30` with Adam, 90.20.
+A PyTorch zoo reports 84.87 with dynamic binarization. What tfgen measured is in
 docs/results.md.
 """
 
