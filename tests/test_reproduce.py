@@ -163,6 +163,27 @@ def test_report_renders_not_run_entries_and_replaces_between_markers(capped_root
     reproduce.report("tiny", capped_root, results_md=str(md))
 
 
+def test_report_keeps_rows_whose_result_json_is_not_in_a_new_root(capped_root, tmp_path):
+  begin, end = reproduce.markers("tiny")
+  md = tmp_path / "results.md"
+  md.write_text(f"{begin}\n{end}\n", encoding="utf-8")
+  first = reproduce.report("tiny", capped_root, results_md=str(md))
+  # A later report from a ROOT that holds only one entry's result (a new machine, say): that
+  # row is rendered from it and the other two are kept as they were.
+  partial = _copy(capped_root, tmp_path)
+  for name in ("tiny_vae", "tiny_made_ensemble"):
+    os.remove(os.path.join(partial, name, reproduce.RESULT_FILE))
+  block = reproduce.report("tiny", partial, results_md=str(md))
+  rows = lambda text: [l for l in text.splitlines() if l.startswith("| `")]
+  assert rows(block) == rows(first) and "3 of 3 entries run" in block
+  commit = _result(capped_root, "tiny_vae")["git_commit"][:10]
+  assert f"The rows of `tiny_vae`, `tiny_made_ensemble` are kept from earlier reports " \
+         f"(result.json at commit {commit}" in block and f"{partial} has no result.json" in block
+  assert reproduce.report("tiny", partial, results_md=str(md)) == block  # Stable.
+  empty = reproduce.report("tiny", partial, results_md=str(md), keep_previous=False)
+  assert "1 of 3 entries run" in empty and empty.count("not run") == 2
+
+
 def test_report_takes_the_gap_from_the_tables_reference_as_it_stands(capped_root, monkeypatch):
   tiny = reproduce.get_table("tiny")
   corrected = dataclasses.replace(tiny, entries=tuple(

@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import Tuple
 
 
 def write_json(path: str, obj, sort_keys: bool = False) -> None:
@@ -25,6 +26,27 @@ def write_text(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def _split_at_markers(path: str, begin: str, end: str) -> Tuple[str, str, str]:
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+    raise ValueError(f"{path} needs exactly one pair of lines {begin} and {end} (in that "
+                     "order) where the table goes")
+  head, rest = text.split(begin, 1)
+  block, tail = rest.split(end, 1)
+  return head, block, tail
+
+
+def read_between_markers(path: str, begin: str, end: str) -> str:
+  """What lies between the lines `begin` and `end` of the text file at path.
+
+  Raises:
+    OSError: the file cannot be read.
+    ValueError: the markers are missing, repeated or out of order (the message says which).
+  """
+  return _split_at_markers(path, begin, end)[1].strip("\n")
+
+
 def replace_between_markers(path: str, begin: str, end: str, block: str) -> None:
   """Replaces what lies between the lines `begin` and `end` of the text file at path.
 
@@ -32,11 +54,5 @@ def replace_between_markers(path: str, begin: str, end: str, block: str) -> None
     OSError: the file cannot be read or written.
     ValueError: the markers are missing, repeated or out of order (the message says which).
   """
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
-  if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
-    raise ValueError(f"{path} needs exactly one pair of lines {begin} and {end} (in that "
-                     "order) where the table goes")
-  head, rest = text.split(begin, 1)
-  _, tail = rest.split(end, 1)
+  head, _, tail = _split_at_markers(path, begin, end)
   write_text(path, f"{head}{begin}\n{block}\n{end}{tail}")

@@ -36,6 +36,10 @@ _OVERRIDE = flags.DEFINE_multi_string(
 _RESULTS_MD = flags.DEFINE_string(
     "results_md", None, "report: write the table between <!-- tfgen-reproduce TABLE begin --> "
     "and <!-- tfgen-reproduce TABLE end --> in this Markdown file instead of printing it.")
+_KEEP_PREVIOUS = flags.DEFINE_bool(
+    "keep_previous", True, "report --results_md: an entry without a result.json in WORKDIR "
+    "keeps the row it has in the file (a report from a new WORKDIR does not erase earlier "
+    "runs); --nokeep_previous renders such entries 'not run'.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Progress bars while training and evaluating.")
 
 
@@ -58,7 +62,7 @@ def main(argv):
   if not _WORKDIR.value:
     raise reproduce.ReproduceError(f"tfgen-reproduce {verb} needs --workdir=ROOT")
   if verb == "report":
-    block = reproduce.report(table, _WORKDIR.value, _RESULTS_MD.value)
+    block = reproduce.report(table, _WORKDIR.value, _RESULTS_MD.value, _KEEP_PREVIOUS.value)
     if _RESULTS_MD.value:
       print(f"wrote the {table} table into {_RESULTS_MD.value}")
     else:
