@@ -962,25 +962,26 @@ def render(table_name: str, root: str, planned_epochs: Optional[Mapping[str, int
                f"{table.name} --workdir={root}`.")
   if kept_rows:
     names = ", ".join(f"`{e.name}`" for e in table.entries if e.name in kept_rows)
-    kept_commits = _previous_commits(previous, root)
+    kept_commits = _previous_commits(previous, list(kept_rows))
     at = f" (result.json at commit {', '.join(kept_commits)})" if kept_commits else ""
     lines[-1] += (f" The rows of {names} are kept from earlier reports{at}: {root} has no "
                   "result.json for them.")
   return "\n".join(lines)
 
 
-def _previous_commits(previous: Optional[str], root: str) -> List[str]:
-  """The commits a previous footer names for rows that a report from `root` keeps: those of
-  its kept rows, and those of its own results where it was rendered from another ROOT."""
+def _previous_commits(previous: Optional[str], kept: Sequence[str]) -> List[str]:
+  """The commits a previous footer names for the rows a new report keeps (`kept`): those of
+  the rows it kept itself, and those of its own results where some row in `kept` was one of
+  them."""
   commits = set()
-  footer = re.search(r"--workdir=([^`]+)` from the entries' result\.json"
-                     r"(?: at commit ([^;]+))?;", previous or "")
-  if footer and footer.group(1) != root and footer.group(2):
-    commits.update(footer.group(2).split(", "))
-  kept = re.search(r"kept from earlier reports \(result\.json at commit ([^)]+)\)",
-                   previous or "")
-  if kept:
-    commits.update(kept.group(1).split(", "))
+  footer = re.search(r"from the entries' result\.json(?: at commit ([^;]+))?;", previous or "")
+  kept_clause = re.search(r"The rows of (.+?) are kept from earlier reports"
+                          r"(?: \(result\.json at commit ([^)]+)\))?:", previous or "")
+  kept_before = set(re.findall(r"`([^`]+)`", kept_clause.group(1))) if kept_clause else set()
+  if kept_clause and kept_clause.group(2):
+    commits.update(kept_clause.group(2).split(", "))
+  if footer and footer.group(1) and set(kept) - kept_before:
+    commits.update(footer.group(1).split(", "))
   return sorted(commits)
 
 
