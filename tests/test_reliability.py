@@ -200,6 +200,117 @@ def test_partial_checkpoints_left_by_a_kill_are_removed_on_start(tiny_config, ru
     assert not [name for name in os.listdir(folder) if "_temp" in name]
 
 
+def _snapshot(folder):
+  """{relative path: bytes} of every file under folder."""
+  out = {}
+  for root, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, folder)] = f.read()
+  return out
+
+
+def _index_names(workdir):
+  state = tf.train.get_checkpoint_state(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+  return [os.path.basename(p) for p in state.all_model_checkpoint_paths]
+
+
+@pytest.mark.parametrize("index", ["missing", "stale"])
+def test_a_lost_or_stale_index_file_resumes_from_the_newest_checkpoint_on_disk(
+    tiny_config, run_copy, index):
+  checkpoints = os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR)
+  index_file = os.path.join(checkpoints, workdir_lib.INDEX_FILE)
+  if index == "missing":  # As a backup tool or an rsync of *.index/*.data* leaves it.
+    os.remove(index_file)
+  else:  # As a kill between renaming ckpt-16 into place and updating the index leaves it.
+    with open(index_file, "w", encoding="utf-8") as f:
+      f.write('model_checkpoint_path: "ckpt-8"\nall_model_checkpoint_paths: "ckpt-8"\n')
+  before = _snapshot(checkpoints)
+  tiny_config.train.num_epochs = 3
+  result = train.train(tiny_config, run_copy, show_progress=False)
+  # Resumed at step 16 (epoch 2) and trained one epoch more, not three from scratch.
+  assert (result.epoch, result.step) == (3, 3 * STEPS_PER_EPOCH)
+  assert workdir_lib.load_sessions(run_copy)[-1]["epochs_before"] == 2
+  # The checkpoints it found are untouched, and the index lists them again.
+  for name, content in before.items():
+    if name != workdir_lib.INDEX_FILE:
+      assert _snapshot(checkpoints)[name] == content, name
+  assert _index_names(run_copy) == ["ckpt-8", "ckpt-16", "ckpt-24"]
+  assert workdir_lib.newest_checkpoint(run_copy).endswith("ckpt-24")
+
+
+def test_a_lost_index_file_still_protects_the_run_from_another_config(tiny_config, run_copy):
+  os.remove(os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR, workdir_lib.INDEX_FILE))
+  before = _snapshot(run_copy)
+  tiny_config.model.activation = "relu"
+  with pytest.raises(errors.ConfigError, match="another config"):
+    train.train(tiny_config, run_copy, show_progress=False)
+  assert _snapshot(run_copy) == before
+
+
+def test_checkpoints_of_another_model_without_a_config_file_are_refused_and_kept(
+    tiny_config, run_copy):
+  os.remove(os.path.join(run_copy, config_lib.CONFIG_FILE))
+  os.remove(os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR, workdir_lib.INDEX_FILE))
+  before = _snapshot(run_copy)
+  tiny_config.model.latent_sizes = (7,)
+  with pytest.raises(errors.WorkdirError, match="do not fit this model") as error:
+    train.train(tiny_config, run_copy, show_progress=False)
+  assert "ckpt-16 (ckpt-16.data-00000-of-00001" in str(error.value)
+  # Not even a config.json or data_info.json that would describe the checkpoints wrongly.
+  assert _snapshot(run_copy) == before
+
+
+def test_unreadable_checkpoints_are_refused_with_what_is_on_disk_and_nothing_written(
+    tiny_config, run_copy):
+  checkpoints = os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR)
+  for name in os.listdir(checkpoints):
+    if ".data-" in name:  # Truncated, as a full disk or a broken copy leaves them.
+      with open(os.path.join(checkpoints, name), "r+b") as f:
+        f.truncate(100)
+  before = _snapshot(run_copy)
+  with pytest.raises(errors.WorkdirError) as error:
+    train.train(tiny_config, run_copy, show_progress=False)
+  message = str(error.value)
+  assert "unreadable" in message and "Was the config changed" not in message
+  assert "ckpt-16 (ckpt-16.data-00000-of-00001 100 B" in message and "ckpt-8 (" in message
+  assert "\n" not in message
+  assert _snapshot(run_copy) == before
+
+
+def test_a_newer_checkpoint_that_cannot_be_restored_is_set_aside_never_written_over(
+    tiny_config, run_copy):
+  checkpoints = os.path.join(run_copy, workdir_lib.CHECKPOINT_DIR)
+  damaged = os.path.join(checkpoints, "ckpt-16.data-00000-of-00001")
+  with open(damaged, "r+b") as f:
+    f.truncate(100)
+  kept = {name: content for name, content in _snapshot(checkpoints).items()
+          if name.startswith("ckpt-16")}
+  tiny_config.train.num_epochs = 3
+  result = train.train(tiny_config, run_copy, show_progress=False)
+  # Resumed from ckpt-8, so it trained epochs 2 and 3 and wrote a new ckpt-16 on the way.
+  assert (result.epoch, result.step) == (3, 3 * STEPS_PER_EPOCH)
+  aside = _snapshot(os.path.join(checkpoints, workdir_lib.UNREADABLE_DIR))
+  assert aside == kept
+  assert _index_names(run_copy) == ["ckpt-8", "ckpt-16", "ckpt-24"]
+
+
+@pytest.mark.parametrize("where,message", [
+    ("file", "is a file, not a folder"),
+    ("under_a_file", "is a file, not a folder"),
+    ("proc", "cannot use '/proc/tfgen_x' as a workdir: No such file or directory"),
+])
+def test_a_workdir_that_cannot_be_a_folder_is_one_line(tmp_path, where, message):
+  a_file = tmp_path / "notes.txt"
+  a_file.write_text("not a folder")
+  workdir = {"file": str(a_file), "under_a_file": str(a_file / "run"),
+             "proc": "/proc/tfgen_x"}[where]
+  result = _run([_script("tfgen-train"), f"--config={TINY}", f"--workdir={workdir}"])
+  _assert_one_clear_line(result, "tfgen-train", message)
+  assert result.returncode == 1 and a_file.read_text() == "not a folder"
+
+
 # --- A run's record is never overwritten by a different config -------------------------------
 
 

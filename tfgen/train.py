@@ -335,8 +335,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[s
                              "replica gets the same per-replica batch")
   if is_chief(strategy):
     with workdir_lib.locked(workdir):
-      _record_config(config, workdir)
-      return _train_locked(config, workdir, workdir, init_from, strategy, show_progress)
+      deferred = _record_config(config, workdir)
+      return _train_locked(config, workdir, workdir, init_from, strategy, show_progress,
+                           save_config_after_restore=deferred)
   # A non-chief worker: its checkpoint writes (which every worker must make) go to a folder of
   # its own that is deleted afterwards; the chief's files are the run's.
   write_dir = os.path.join(workdir, f"worker_{_task_id(strategy)}_tmp")
@@ -347,27 +348,35 @@ def train(config: ml_collections.ConfigDict, workdir: str, init_from: Optional[s
     shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+def _record_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Writes the run's config.json; a run that has checkpoints keeps the config it trained with.
 
   Resuming may change only the fields of `config_lib.RESUMABLE_FIELDS` (more epochs, other
   checkpoint or evaluation frequencies, a moved data folder); those changes are appended to the
   run's config history. Anything else is refused before a file is touched.
 
+  Returns:
+    True when the workdir holds checkpoints but no config.json: the config is then written only
+    once a checkpoint has restored into the model it builds (it may be another model's).
+
   Raises:
     ConfigError: the config differs from the run's in a field that shapes its training.
   """
   newest = workdir_lib.newest_checkpoint(workdir)
-  if newest is not None and os.path.exists(os.path.join(workdir, config_lib.CONFIG_FILE)):
+  if newest is not None and not os.path.exists(os.path.join(workdir, config_lib.CONFIG_FILE)):
+    return True
+  if newest is not None:
     saved = config_lib.load_from_workdir(workdir)
     changes = config_lib.check_resume(saved, config, workdir)
     if not changes:
-      return
+      return False
     config_lib.append_history(workdir, changes, resumed_from=os.path.basename(newest))
   config_lib.save(config, workdir)
+  return False
 
 
-def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress) -> TrainResult:
+def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress,
+                  save_config_after_restore: bool = False) -> TrainResult:
   """Trains; `write_dir` is workdir on the chief, a temporary folder on other workers."""
   invoked = time.perf_counter()
   chief = write_dir == workdir
@@ -376,8 +385,6 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   keras.utils.set_random_seed(config.seed)
   data = data_lib.load(config.data, train_cfg.batch_size, config.eval.batch_size,
                        seed=config.seed)
-  if chief:
-    workdir_lib.save_data_info(data.info, workdir)
   precision = train_cfg.get("precision", "float32")
   with strategy.scope(), compute_precision(precision):
     model = models.build(config.model, data.info)
@@ -388,10 +395,17 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
   if chief:
     workdir_lib.remove_partial_checkpoints(workdir)
+  # Every worker restores from the chief's checkpoints, found from the files on disk; the chief
+  # also mends a lost or stale index file and sets aside newer checkpoints that did not restore,
+  # before the manager (which reads the index) is made, so that it never writes over them.
+  restored = workdir_lib.restore_newest(checkpoint, workdir, repair=chief)
+  # Only now: a workdir whose checkpoints do not restore keeps the files that describe them.
+  if chief:
+    workdir_lib.save_data_info(data.info, workdir)
+    if save_config_after_restore:
+      config_lib.save(config, workdir)
   manager = workdir_lib.checkpoint_manager(checkpoint, write_dir,
                                            train_cfg.max_checkpoints_to_keep)
-  # Every worker restores from the chief's checkpoints.
-  restored = workdir_lib.restore_newest(checkpoint, workdir)
   if restored:
     logging.info("resumed from %s at epoch %d, step %d", restored, _read_int(epoch_var),
                  _read_int(optimizer.iterations))
