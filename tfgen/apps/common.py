@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 a user error (bad config, data, workdir, ...), printed as one line
 `PROGRAM: error: ...`; 2 a command line that does not parse (unknown flag or config field,
-missing config file, bad value); 130 after Ctrl-C (SIGINT) and 143 after SIGTERM, both once the
-program has saved what it can (tfgen-train writes a checkpoint on its way out).
+missing config file, bad value, an unexpected argument), also one line; 130 after Ctrl-C
+(SIGINT) and 143 after SIGTERM, both once the program has saved what it can (tfgen-train writes
+a checkpoint on its way out).
 """
 
 import os
@@ -111,8 +112,28 @@ def _parse_flags(program: str):
   return parse
 
 
+class _CommandLineError(Exception):
+  """An app.UsageError from an app's main, carried past app.run, which would print the help."""
+
+
+def _reporting_usage_errors(main):
+  """main, with its app.UsageError (e.g. an unexpected argument) turned into _CommandLineError."""
+
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except app.UsageError as e:
+      raise _CommandLineError(_first_line(e)) from e
+
+  return wrapped
+
+
 def run(main, program: str, module_name: str) -> None:
-  """Runs an absl main; a TfgenError (also one raised while parsing flags) exits 1 with one line.
+  """Runs an absl main; a user error is one line on stderr and an exit code, never a traceback.
+
+  A TfgenError (also one raised while parsing flags) exits 1; a command line that does not parse,
+  or an app.UsageError raised by main (an unexpected argument, a flag value out of range), exits
+  2 with one line rather than absl's help text followed by the error.
 
   Args:
     main: the absl main function.
@@ -126,11 +147,15 @@ def run(main, program: str, module_name: str) -> None:
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   try:
     with signals.handle_signals():
-      app.run(main, flags_parser=_parse_flags(program))
+      app.run(_reporting_usage_errors(main), flags_parser=_parse_flags(program))
   except errors.TfgenError as e:
     logging.flush()
     print(f"{program}: error: {e}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USER_ERROR)
+  except _CommandLineError as e:
+    logging.flush()
+    print(f"{program}: error: {e}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USAGE)
   except KeyboardInterrupt as e:
     # Whatever the program saves on its way out (tfgen-train's checkpoint) is written by now.
     what = "terminated (SIGTERM)" if isinstance(e, signals.Terminated) else "interrupted"

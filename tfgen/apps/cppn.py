@@ -73,11 +73,11 @@ def _given(names):
 
 
 def main(argv):
-  common.import_keras()
-  from tfgen import cppn  # Imported after flag parsing so --help is fast.
   from tfgen import errors  # pylint: disable=g-import-not-at-top
-  from tfgen import viz  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
+  # The command line is checked before TensorFlow's import (seconds).
+  if len(argv) > 2 and argv[1] in MODES:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[2:])} (tfgen-cppn takes one "
+                         "mode)")
   if len(argv) != 2 or argv[1] not in MODES:
     given = " ".join(argv[1:]) or "none"
     raise errors.ConfigError(f"give one mode, {', '.join(MODES)} (got: {given}); e.g. "
@@ -88,6 +88,10 @@ def main(argv):
                    if name not in _MODE_FLAGS[mode] and flags.FLAGS[name].present)
   if foreign:
     raise errors.ConfigError(f"--{foreign[0]} is not used by mode {mode}")
+  common.import_keras()
+  from tfgen import cppn  # Imported after flag parsing so --help is fast.
+  from tfgen import viz  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
   out = _OUT.value or f"cppn_{mode}.png"
   network = _given(_NETWORK_FLAGS[mode])
   if mode == "fit":

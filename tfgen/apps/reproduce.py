@@ -51,7 +51,10 @@ def main(argv):
     raise reproduce.ReproduceError(f"{got}; usage: tfgen-reproduce list [TABLE] | run TABLE "
                                    "--workdir=ROOT | report TABLE --workdir=ROOT")
   verb, rest = args[0], args[1:]
-  if len(rest) > 1 or (verb != "list" and not rest):
+  if len(rest) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(rest[1:])} (tfgen-reproduce {verb} "
+                         "takes one TABLE)")
+  if verb != "list" and not rest:
     raise reproduce.ReproduceError(f"tfgen-reproduce {verb} takes one TABLE; tables: "
                                    f"{', '.join(sorted(reproduce.TABLES))}")
   table = rest[0] if rest else None

@@ -13,6 +13,7 @@ test ELBO and latent-code accuracy against the latent size from the runs' evalua
 with --results_md, writes their table between the tfgen-vsc-study markers.
 """
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -40,6 +41,9 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "run: progress bars.")
 def main(argv):
   from tfgen import vsc_study  # After flag parsing, so --help is fast.
   args = argv[1:]
+  if len(args) > 1 and args[0] in VERBS:
+    raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])} (tfgen-vsc-study takes "
+                         "one of run, plot)")
   if len(args) != 1 or args[0] not in VERBS:
     raise vsc_study.StudyError("usage: tfgen-vsc-study run --workdir=ROOT --data=DATA "
                                "--manual_dir=DIR | plot --workdir=ROOT")
