@@ -1,6 +1,8 @@
 """RealNVP, Glow and MAF: invertibility, exact log-determinants, normalisation, bounds, training."""
 
+import gc
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -222,6 +224,32 @@ def test_glow_without_logit_transform_and_log_prob_runs_the_flow_once():
   bijector = flow.FlowBijector(lambda v: calls.append(1) or to_latent(v), model.from_latent)
   tfd.TransformedDistribution(model.base_distribution(), bijector).log_prob(w)
   assert len(calls) == 1
+
+
+def test_flow_bijector_keeps_no_batch_after_many_inverse_calls():
+  # A bijector kept for a whole run (an exported density, a notebook) sees one batch after
+  # another, most of them through `inverse` alone: it must not keep any of them alive.
+  model = _model("glow")
+  bijector = model.flow_bijector()
+  distribution = tfd.TransformedDistribution(model.base_distribution(), bijector)
+  alive = []
+  for i in range(60):
+    w = tf.random.stateless_normal((2,) + SHAPE, seed=[i, 0])
+    alive.append(weakref.ref(w))
+    bijector.inverse(w)
+  for i in range(5):  # The log-det path: still one pass, with to_latent's log-det.
+    w = tf.random.stateless_normal((2,) + SHAPE, seed=[i, 1])
+    alive.append(weakref.ref(w))
+    z, log_det = model.to_latent(w)
+    np.testing.assert_allclose(distribution.log_prob(w),
+                               model.base_distribution().log_prob(z) + log_det, rtol=1e-6)
+    sample = distribution.sample(2, seed=seeding.as_seed(i))  # And the generative direction.
+    alive.append(weakref.ref(sample))
+    distribution.log_prob(sample)
+  del w, z, log_det, sample
+  gc.collect()
+  assert sum(ref() is not None for ref in alive) == 0, "batches still held"
+  assert not bijector._cache.weak_keys()  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("build, match", [

@@ -62,6 +62,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import cache_util
 
 from tfgen import errors
 from tfgen import layers
@@ -86,37 +87,48 @@ FACTOR_OUT = "factor_out"
 class FlowBijector(tfb.Bijector):
   """A model's flow as a TFP bijector: forward z ↦ w (generation), inverse w ↦ z (density).
 
-  The density direction computes z and log|det ∂z/∂w| in one pass; the log-det is kept for the
-  `inverse_log_det_jacobian` call that TFP makes right after `inverse` on the same tensor, so
-  `log_prob` runs the networks once.
+  The density direction computes z and log|det ∂z/∂w| in one pass, and `log_prob` runs the
+  networks once: the log-det is filed with TFP's own cache entry for w (as FFJORD does), where
+  the `inverse_log_det_jacobian` that TFP calls right after `inverse` finds it. That entry holds
+  w, z and the log-det only while the caller still holds z, so a bijector kept for many batches
+  (inverse calls with or without their log-det) keeps none of them.
 
   Args:
     to_latent: w [B, H, W, C] -> (z [B, H, W, C], log|det ∂z/∂w| [B]).
     from_latent: z [B, H, W, C] -> w [B, H, W, C].
   """
 
+  # Not a dict of our own keyed on w.ref(): its strong references kept every w and log-det that
+  # `inverse` saw without an `inverse_log_det_jacobian` after it, for the bijector's lifetime.
+  _cache = cache_util.BijectorCacheWithGreedyAttrs(forward_name="_augmented_forward",
+                                                   inverse_name="_augmented_inverse")
+
   def __init__(self, to_latent, from_latent, name: str = "flow"):
     parameters = dict(locals())
     super().__init__(forward_min_event_ndims=3, validate_args=False, parameters=parameters,
                      name=name)
     self._to_latent, self._from_latent = to_latent, from_latent
-    self._log_dets = {}
 
   @classmethod
   def _parameter_properties(cls, dtype):
     return dict()
 
+  def _augmented_forward(self, z):
+    return self._from_latent(z), None
+
+  def _augmented_inverse(self, w):
+    z, log_det = self._to_latent(w)
+    return z, {"ildj": log_det}
+
   def _forward(self, z):
     return self._from_latent(z)
 
   def _inverse(self, w):
-    z, log_det = self._to_latent(w)
-    self._log_dets[w.ref()] = log_det
-    return z
+    return self._to_latent(w)[0]
 
   def _inverse_log_det_jacobian(self, w):
-    log_det = self._log_dets.pop(w.ref(), None)
-    return self._to_latent(w)[1] if log_det is None else log_det
+    # Reached only when the cache has no log-det for w (w came from `forward`, or its z is gone).
+    return self._to_latent(w)[1]
 
 
 class FlowModel(base.GenerativeModel):
