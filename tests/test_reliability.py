@@ -121,6 +121,55 @@ def test_sigterm_saves_a_checkpoint_exits_143_with_one_line_and_the_run_resumes(
   assert f"trained to epoch {epochs}, step {epochs * STEPS_PER_EPOCH};" in resumed.stdout
 
 
+def test_sigterm_on_a_slow_model_writes_its_checkpoint_within_a_schedulers_grace_period(
+    binarized_mnist_dir, tfds_data_dir, tmp_path):
+  # One second a step and 256 steps an epoch: calls of steps_per_execution=256 steps would make
+  # a stop wait over 4 minutes; calls sized to seconds_per_call=2 keep it to seconds.
+  workdir = str(tmp_path / "run")
+  command = [sys.executable, os.path.join(REPO, "tests", "slow_model_script.py"), "1.0",
+             f"--config={TINY}", f"--workdir={workdir}",
+             f"--config.data.manual_dir={binarized_mnist_dir}",
+             f"--config.data.data_dir={tfds_data_dir}", "--config.train.batch_size=1",
+             "--config.train.steps_per_execution=256", "--config.train.seconds_per_call=2",
+             "--config.train.jit_compile=false", "--config.train.eval_every_epochs=0"]
+  process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  try:
+    for line in process.stderr:  # bench/loop_speed.py's line: the first call has run.
+      if "first train call finished" in line:
+        break
+    time.sleep(4)  # Into the calls sized from the measured step time.
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    seconds = time.monotonic() - sent
+  finally:
+    process.kill()
+  assert process.returncode == common.EXIT_TERMINATED, stderr[-3000:]
+  [step] = _checkpoint_steps(workdir)
+  assert step >= 3
+  assert seconds < 30, f"the stop took {seconds:.1f} s"
+
+
+def test_call_sizes_fit_the_measured_step_time():
+  sizer = train.CallSizer(max_steps=50, seconds=5.0)
+  assert sizer.next_call(500) == 1  # Nothing timed yet.
+  sizer.record(1, 30.0)  # The first call of a size may include compilation: not taken.
+  assert sizer.next_call(500) == 1
+  sizer.record(1, 0.3)  # 0.3 s a step: 16 steps (a power of two) fit in 5 s.
+  assert sizer.next_call(500) == 16 and sizer.next_call(7) == 7
+  sizer.record(16, 20.0)
+  sizer.record(16, 0.016)  # Fast after all: capped at steps_per_execution.
+  assert sizer.next_call(500) == 50
+  sizer.record(50, 500.0)
+  sizer.record(50, 500.0)  # 10 s a step: one step a call.
+  assert sizer.next_call(500) == 1
+  fixed = train.CallSizer(max_steps=50, seconds=0.0)
+  fixed.record(50, 500.0)
+  fixed.record(50, 500.0)
+  assert fixed.next_call(500) == 50
+
+
 def test_sigterm_leaves_the_running_trial_unfinished_and_a_restart_reruns_it(
     tiny_config, tmp_path, monkeypatch):
   from tfgen import tune  # pylint: disable=g-import-not-at-top

@@ -115,6 +115,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return bool(strategy.extended.should_checkpoint)
 
 
+def _is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def _task_id(strategy: tf.distribute.Strategy) -> int:
   resolver = getattr(strategy, "cluster_resolver", None)
   return int(resolver.task_id or 0) if resolver is not None else 0
@@ -278,6 +282,42 @@ class Trainer:
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 
+class CallSizer:
+  """How many train steps the next compiled call runs.
+
+  At most `max_steps` (fewer Python round trips for fast models), and for slow models the power
+  of two of steps that lasts at most `seconds` by the step time measured so far (at least one
+  step). A stop (Ctrl-C, SIGTERM) waits for the call in flight, so this bounds the time a stop
+  takes whatever the model's speed. Powers of two keep the distinct call sizes few: with XLA
+  each size is compiled once.
+
+  Args:
+    max_steps: config.train.steps_per_execution.
+    seconds: config.train.seconds_per_call; 0 always runs max_steps.
+  """
+
+  def __init__(self, max_steps: int, seconds: float):
+    self.max_steps = max(int(max_steps), 1)
+    self.seconds = float(seconds)
+    # One step until a step has been timed: a slow model's first call must not be a long one.
+    self.size = 1 if self.seconds > 0 else self.max_steps
+    self._sizes_run = set()
+
+  def next_call(self, steps_left: int) -> int:
+    return max(min(self.size, steps_left), 1)
+
+  def record(self, num_steps: int, seconds: float) -> None:
+    """Takes the wall time of a call of num_steps steps into the next size."""
+    if self.seconds <= 0:
+      return
+    if num_steps not in self._sizes_run:
+      # The first call of a size may include tracing and XLA compilation: not a step time.
+      self._sizes_run.add(num_steps)
+      return
+    fit = int(self.seconds * num_steps / max(seconds, 1e-9))
+    self.size = min(1 << (max(fit, 1).bit_length() - 1), self.max_steps)
+
+
 def write_image_grids(model, images, workdir: str, seed: int, step: int,
                       writer: Optional[tf.summary.SummaryWriter] = None) -> None:
   """Writes the pictures the model declares (`training_pictures`: samples, reconstructions, ...)
@@ -417,6 +457,10 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
 
   trainer = Trainer(model, optimizer, strategy, train_cfg.batch_size, config.seed,
                     data.steps_per_epoch, jit_compile=train_cfg.get("jit_compile", False))
+  # Workers of a multi-worker run must run calls of the same size, and their step times differ:
+  # they keep the fixed size (docs/scaling.md).
+  sizer = CallSizer(train_cfg.steps_per_execution,
+                    0.0 if _is_multi_worker(strategy) else train_cfg.get("seconds_per_call", 0.0))
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TENSORBOARD_DIR))
             if chief else tf.summary.create_noop_writer())
   in_graph = train_batches_in_graph(data, config)
@@ -453,9 +497,8 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
           epoch_data = data.train_epoch(epoch).skip(steps_done)
           train_iterable = strategy.experimental_distribute_dataset(_sharded_by_data(epoch_data))
         num_steps = data.steps_per_epoch - steps_done
-        train_metrics, seconds = _run_epoch(trainer, train_iterable, num_steps,
-                                            train_cfg.steps_per_execution, epoch, train_cfg,
-                                            show_progress, first_step=steps_done)
+        train_metrics, seconds = _run_epoch(trainer, train_iterable, num_steps, sizer, epoch,
+                                            train_cfg, show_progress, first_step=steps_done)
         steps_done = 0
         epoch_var.assign(epoch + 1)
         step = _read_int(optimizer.iterations)
@@ -547,9 +590,10 @@ def _sharded_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
   return dataset.with_options(options)
 
 
-def _run_epoch(trainer, train_iterable, num_steps_left, steps_per_execution, epoch, train_cfg,
+def _run_epoch(trainer, train_iterable, num_steps_left, sizer: CallSizer, epoch, train_cfg,
                show_progress, first_step: int = 0):
-  """Trains the rest of an epoch, `num_steps_left` steps from step `first_step` of it.
+  """Trains the rest of an epoch, `num_steps_left` steps from step `first_step` of it, in calls
+  of the sizes `sizer` gives.
 
   Returns:
     ({name: mean over the steps run}, wall seconds).
@@ -563,8 +607,10 @@ def _run_epoch(trainer, train_iterable, num_steps_left, steps_per_execution, epo
   done, sums = 0, {}
   start = time.perf_counter()
   while done < num_steps_left:
-    num_steps = min(steps_per_execution, num_steps_left - done)
+    num_steps = sizer.next_call(num_steps_left - done)
+    call_start = time.perf_counter()
     metrics, bad_step = trainer.train_steps(iterator, num_steps)
+    sizer.record(num_steps, time.perf_counter() - call_start)
     if not trainer.first_call_logged:
       # bench/loop_speed.py reads this line to time the start-up (launch to first train call).
       trainer.first_call_logged = True
