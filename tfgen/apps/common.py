@@ -5,11 +5,22 @@ Exit codes: 0 success; 1 a user error (bad config, data, workdir, ...), printed 
 missing config file, bad value, an unexpected argument), also one line; 130 after Ctrl-C
 (SIGINT) and 143 after SIGTERM, both once the program has saved what it can (tfgen-train writes
 a checkpoint on its way out).
+
+And a quiet start: TensorFlow's start-up lines (oneDNN, its CUDA probe on a machine without a GPU)
+are filtered out of its import (quiet_tensorflow_start), and a program that runs a model says in
+one line which devices it runs on (import_keras).
 """
 
+import collections
+import contextlib
+import ctypes
+import functools
+import importlib.abc
+import importlib.util
 import os
 import re
 import signal
+import subprocess
 import sys
 
 from absl import app
@@ -25,23 +36,242 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
+# The program run() is running (tfgen-train, ...), for the device line; None outside run().
+_program = None
+_devices_said = False
+# The GPUs' names, listed during TensorFlow's filtered import; None if that did not happen.
+_gpu_names = None
+
+
 def import_keras() -> None:
-  """Imports Keras (and TensorFlow) without scikit-learn, 0.75 s of a command's start-up.
+  """Imports Keras (and TensorFlow) without scikit-learn, and says which devices the run uses.
 
   Keras imports scikit-learn, when installed, only for its scikit-learn wrappers, which tfgen
-  never uses; the one user of scikit-learn here, keras-tuner's Bayesian oracle (tfgen-tune),
-  imports it later, and that import works as usual.
+  never uses; skipping it saves 0.75 s of a command's start-up. The one user of scikit-learn
+  here, keras-tuner's Bayesian oracle (tfgen-tune), imports it later, and that import works as
+  usual. In a program started by run(), the first call prints one line on stderr, e.g.
+  `tfgen-train running on CPU (2 cores), no GPU`.
   """
-  if "keras" in sys.modules:
-    return
-  hidden = "sklearn" not in sys.modules
-  if hidden:
-    sys.modules["sklearn"] = None  # Makes `import sklearn` raise ImportError.
+  if "keras" not in sys.modules:
+    hidden = "sklearn" not in sys.modules
+    if hidden:
+      sys.modules["sklearn"] = None  # Makes `import sklearn` raise ImportError.
+    try:
+      import keras  # pylint: disable=g-import-not-at-top,unused-import
+    finally:
+      if hidden and sys.modules.get("sklearn", 0) is None:
+        del sys.modules["sklearn"]
+  global _devices_said
+  if _program and not _devices_said:
+    _devices_said = True
+    gpu_names = _gpu_names
+    if gpu_names is None:  # Unfiltered now, so an error listing them shows as the run's own.
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      gpu_names = [_gpu_name(tf, gpu) for gpu in tf.config.list_physical_devices("GPU")]
+    # No colon after the name: `PROGRAM: ...` lines are a run's verdict (an error, an
+    # interruption), which scripts pick out by that prefix.
+    print(f"{_program} {device_summary(gpu_names, _cpu_count(), _nvidia_driver())}",
+          file=sys.stderr, flush=True)
+
+
+def device_summary(gpu_names, cpu_count: int, nvidia_driver: bool) -> str:
+  """What a run computes on, in words: `running on CPU (2 cores), no GPU`, or the GPUs' names.
+
+  Args:
+    gpu_names: the names of the GPUs TensorFlow sees (e.g. "NVIDIA A100-SXM4-40GB").
+    cpu_count: CPU cores available to the process.
+    nvidia_driver: whether the machine has an NVIDIA driver, so that a missing GPU is news.
+
+  Returns:
+    One line without the program's name.
+  """
+  if gpu_names:
+    counts = collections.Counter(gpu_names)
+    names = ", ".join(f"{n}x {name}" if n > 1 else name for name, n in counts.items())
+    return f"running on {len(gpu_names)} GPUs: {names}" if len(gpu_names) > 1 else (
+        f"running on GPU: {names}")
+  cpus = f"CPU ({cpu_count} core{'s' if cpu_count != 1 else ''})"
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  if nvidia_driver and visible is not None:
+    return f"running on {cpus}, no GPU (CUDA_VISIBLE_DEVICES={visible!r})"
+  if nvidia_driver:
+    return (f"running on {cpus}: TensorFlow found no usable GPU although this machine has an "
+            "NVIDIA driver (TF_CPP_MIN_LOG_LEVEL=0 shows why)")
+  return f"running on {cpus}, no GPU"
+
+
+def _cpu_count() -> int:
+  if hasattr(os, "sched_getaffinity"):  # The cores this process may use (taskset, cgroups).
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=None)
+def _nvidia_driver() -> bool:
+  """Whether the machine has an NVIDIA driver: without one, CUDA's errors are no news."""
+  if os.path.exists("/proc/driver/nvidia"):
+    return True
+  try:  # WSL2 and some containers have the driver's library but no /proc/driver/nvidia.
+    ctypes.CDLL("libcuda.so.1")
+  except OSError:
+    return False
+  return True
+
+
+def _gpu_name(tf, gpu) -> str:
+  return tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+
+
+def _list_gpus(tf) -> None:
+  """Lists the GPUs, which probes CUDA (and prints its cuInit error on a machine without one)."""
+  global _gpu_names
   try:
-    import keras  # pylint: disable=g-import-not-at-top,unused-import
+    _gpu_names = [_gpu_name(tf, gpu) for gpu in tf.config.list_physical_devices("GPU")]
+  except Exception:  # pylint: disable=broad-except
+    _gpu_names = None  # import_keras() lists them again, with stderr as it is, and fails visibly.
+
+
+# TensorFlow's C++ code logs through absl before anything reads TF_CPP_MIN_LOG_LEVEL: absl writes
+# every message logged before absl::InitializeLog() to stderr, whatever the level
+# (abseil/abseil-cpp#1957), so the oneDNN and "Could not find cuda drivers" lines and absl's
+# warning about them (TensorFlow 2.21 prints all three twice) cannot be turned off, only
+# filtered. This program is the filter, fed fd 2 of `import tensorflow` and of the first device
+# listing (the cuInit probe). It runs as a process of its own so that what TensorFlow prints just
+# before aborting the import (an F line, e.g. a CPU without AVX) still reaches the terminal; it
+# drops only TensorFlow's C++ log lines below TF_CPP_MIN_LOG_LEVEL (never F), absl's warning, and
+# two harmless errors: cuInit's on a machine without an NVIDIA driver, and the duplicate CUDA
+# plugin registrations of some TensorFlow builds (tensorflow/tensorflow#62075).
+_FILTER_PROGRAM = r"""
+import re, sys
+level, no_driver = int(sys.argv[1]), sys.argv[2] == "1"
+log_line = re.compile(rb"([IWE])\d{4} [\d:.]+ +\d+ [\w./-]+\.(?:cc|cpp|h):\d+\] ")
+duplicate_plugin = re.compile(rb"Unable to register cu(?:DNN|FFT|BLAS) factory: Attempting to "
+                              rb"register factory for plugin \w+ when one has already been")
+absl_warning = b"WARNING: All log messages before absl::InitializeLog() is called"
+
+def noise(line):
+  if line.startswith(absl_warning):
+    return True
+  match = log_line.match(line)
+  if not match:
+    return False
+  if b"IWE".index(match.group(1)) < level:
+    return True
+  return bool((no_driver and b"cuInit" in line) or duplicate_plugin.search(line))
+
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+  if not noise(line):
+    try:
+      out.write(line)
+      out.flush()
+    except OSError:
+      pass  # Keep reading: a writer to a full pipe would block.
+"""
+
+
+def _tf_log_level() -> int:
+  try:
+    return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+  except ValueError:
+    return 0
+
+
+def _flush_stderr() -> None:
+  if sys.stderr is not None:
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _tensorflow_start_up_filtered():
+  """Within it, stderr (fd 2, so C++ too) goes through _FILTER_PROGRAM; nothing at level 0."""
+  level = _tf_log_level()
+  if level <= 0 or not sys.executable:  # TF_CPP_MIN_LOG_LEVEL=0: the user asked for everything.
+    yield
+    return
+  try:
+    original = os.dup(2)
+  except OSError:  # No stderr to filter.
+    yield
+    return
+  read = write = None
+  try:
+    read, write = os.pipe()
+    # -I -S: the standard library only, which starts in some 30 ms; a session of its own, so
+    # that Ctrl-C stops tfgen, not the filter that shows tfgen's last lines.
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _FILTER_PROGRAM, str(level),
+         "0" if _nvidia_driver() else "1"],
+        stdin=read, stdout=original, stderr=original, start_new_session=True)
+  except OSError:  # Out of file descriptors or processes: TensorFlow's lines stay as they are.
+    for fd in (original, read, write):
+      if fd is not None:
+        os.close(fd)
+    yield
+    return
+  os.close(read)
+  _flush_stderr()
+  os.dup2(write, 2)
+  os.close(write)
+  try:
+    yield
   finally:
-    if hidden and sys.modules.get("sklearn", 0) is None:
-      del sys.modules["sklearn"]
+    _flush_stderr()
+    os.dup2(original, 2)
+    os.close(original)
+    try:
+      process.wait(timeout=10)  # It has written everything once the pipe is closed.
+    except subprocess.TimeoutExpired:
+      pass  # A process started meanwhile holds the pipe; the filter passes on its lines till then.
+
+
+class _QuietTensorFlowLoader(importlib.abc.Loader):
+  """Executes tensorflow/__init__.py, and lists the GPUs, with stderr filtered."""
+
+  def __init__(self, loader):
+    self._loader = loader
+
+  def create_module(self, spec):
+    return self._loader.create_module(spec)
+
+  def exec_module(self, module):
+    module.__spec__.loader = module.__loader__ = self._loader  # TensorFlow keeps its own loader.
+    with _tensorflow_start_up_filtered():
+      self._loader.exec_module(module)
+      _list_gpus(module)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+  """Finds `tensorflow` the usual way, once, and loads it with _QuietTensorFlowLoader.
+
+  An import hook rather than a filtered `import tensorflow` in one place: a config file read
+  while parsing the flags, tfgen's own modules or Keras may import TensorFlow first, while
+  commands that never need it (--help, most mistakes) should not pay for its import.
+  """
+
+  def find_spec(self, fullname, path=None, target=None):
+    del path, target  # Only a top-level module is asked about.
+    if fullname != "tensorflow":
+      return None
+    sys.meta_path.remove(self)  # Once: a later import, even one retried after failing, is plain.
+    spec = importlib.util.find_spec(fullname)
+    if spec is not None and hasattr(spec.loader, "exec_module"):
+      spec.loader = _QuietTensorFlowLoader(spec.loader)
+    return spec
+
+
+def quiet_tensorflow_start() -> None:
+  """Makes TensorFlow's import quiet on a machine without a GPU, unless TF_CPP_MIN_LOG_LEVEL=0.
+
+  tfgen/apps/__init__.py sets TF_CPP_MIN_LOG_LEVEL=2 (INFO and WARNING lines off) unless the
+  user set it; TensorFlow only applies it once its logging is set up, so the lines it prints
+  before then, and the cuInit error of its GPU probe on a machine without an NVIDIA driver, are
+  filtered out of stderr during its import (see _FILTER_PROGRAM). Every other line, tfgen's and
+  TensorFlow's errors included, gets through, and stderr is not touched once the import is done.
+  """
+  if "tensorflow" not in sys.modules and not any(
+      isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 def _config_file(argv) -> str:
@@ -141,6 +371,9 @@ def run(main, program: str, module_name: str) -> None:
     module_name: the app module; its docstring and flags are what --help shows, whether the
       program was started as a console script or as bin/NAME.py.
   """
+  global _program
+  _program = program
+  quiet_tensorflow_start()
   module = sys.modules[module_name]
   sys.modules["__main__"].__doc__ = module.__doc__
   for flag in flags.FLAGS.get_flags_for_module(module_name):

@@ -71,6 +71,7 @@ def main(argv):
     else:
       print(block)
     return
+  common.import_keras()  # Also says which devices the entries train on.
   # Progress bars show the training; per-epoch log lines would bury the entries' outcomes.
   logging.set_verbosity(logging.WARNING)
 

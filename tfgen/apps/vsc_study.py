@@ -67,7 +67,8 @@ def main(argv):
     except ValueError as e:
       raise vsc_study.StudyError(f"not a list of numbers: {','.join(values)}") from e
 
-  from tfgen import reproduce
+  common.import_keras()  # Also says which devices the points train on.
+  from tfgen import reproduce  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   try:
     done = vsc_study.run(_WORKDIR.value, _DATA.value, _MANUAL_DIR.value,
