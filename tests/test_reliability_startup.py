@@ -207,3 +207,14 @@ def test_the_device_line_names_the_gpus_or_says_why_there_is_none(monkeypatch):
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
   assert common.device_summary([], 8, True) == (
       "running on CPU (8 cores), no GPU (CUDA_VISIBLE_DEVICES='')")
+
+
+def test_a_reader_that_stops_reading_ends_the_program_quietly():
+  # `tfgen-reproduce list | true`: the reader is gone before the program writes.
+  process = subprocess.Popen([_script("tfgen-reproduce"), "list"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  process.stdout.close()
+  stderr = process.stderr.read()
+  process.wait(timeout=60)
+  assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+  assert process.returncode == 141

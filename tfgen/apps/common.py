@@ -34,6 +34,7 @@ EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 # The program run() is running (tfgen-train, ...), for the device line; None outside run().
@@ -396,3 +397,8 @@ def run(main, program: str, module_name: str) -> None:
     notes = "".join(f"; {note}" for note in getattr(e, "__notes__", ()))
     print(f"\n{program}: {what}{notes}", file=sys.stderr, flush=True)
     sys.exit(EXIT_TERMINATED if isinstance(e, signals.Terminated) else EXIT_INTERRUPTED)
+  except BrokenPipeError:
+    # The reader of stdout has gone (`tfgen-reproduce list | head -3`): the shell's convention,
+    # quietly; stdout is pointed at /dev/null so that flushing it at exit cannot fail again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
