@@ -360,6 +360,24 @@ def test_a_workdir_that_cannot_be_a_folder_is_one_line(tmp_path, where, message)
   assert result.returncode == 1 and a_file.read_text() == "not a folder"
 
 
+@pytest.mark.parametrize("program,args,message", [
+    ("tfgen-tune", [f"--config={TINY}"], "is a file, not a folder"),
+    ("tfgen-reproduce", ["run", "tiny"], "is a file, not a folder"),
+    ("tfgen-vsc-study", ["run", "--data=mnist_5k", "--manual_dir=/nonexistent"],
+     "is a file, not a folder"),
+    ("tfgen-evaluate", [], "Not a directory"),
+    ("tfgen-sample", [], "Not a directory"),
+    ("tfgen-export", ["--out=/nonexistent/export"], "Not a directory"),
+])
+def test_every_app_answers_a_workdir_that_is_a_file_with_one_line(tmp_path, program, args,
+                                                                  message):
+  a_file = tmp_path / "notes.txt"
+  a_file.write_text("not a folder")
+  result = _run([_script(program), *args, f"--workdir={a_file}"])
+  _assert_one_clear_line(result, program, message)
+  assert result.returncode == 1 and a_file.read_text() == "not a folder"
+
+
 # --- A run's record is never overwritten by a different config -------------------------------
 
 

@@ -41,9 +41,8 @@ def locked(workdir: str):
     WorkdirError: workdir cannot be a folder (a file is there, or it cannot be created or
       written), or another process holds the lock.
   """
-  check_can_be_workdir(workdir)
+  make_workdir(workdir)
   try:
-    os.makedirs(workdir, exist_ok=True)
     lock = open(os.path.join(workdir, LOCK_FILE), "a+", encoding="utf-8")  # pylint: disable=consider-using-with
   except OSError as e:
     raise errors.WorkdirError(f"cannot use {workdir!r} as a workdir: "
@@ -83,6 +82,21 @@ def check_can_be_workdir(workdir: str) -> None:
   if parent and not os.path.isdir(parent):
     raise errors.WorkdirError(f"cannot use {workdir!r} as a workdir: {parent!r} is a file, "
                               "not a folder")
+
+
+def make_workdir(workdir: str) -> None:
+  """Creates workdir (and its parents) if needed.
+
+  Raises:
+    WorkdirError: one line when it cannot be a folder (see check_can_be_workdir) or cannot be
+      created (a read-only or virtual file system, no permission).
+  """
+  check_can_be_workdir(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise errors.WorkdirError(f"cannot use {workdir!r} as a workdir: "
+                              f"{e.strerror or type(e).__name__}") from e
 
 
 def checkpoint_manager(checkpoint: tf.train.Checkpoint, workdir: str,

@@ -71,6 +71,8 @@ def main(argv):
     else:
       print(block)
     return
+  from tfgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.make_workdir(_WORKDIR.value)
   common.import_keras()  # Also says which devices the entries train on.
   # Progress bars show the training; per-epoch log lines would bury the entries' outcomes.
   logging.set_verbosity(logging.WARNING)

@@ -67,6 +67,8 @@ def main(argv):
     except ValueError as e:
       raise vsc_study.StudyError(f"not a list of numbers: {','.join(values)}") from e
 
+  from tfgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.make_workdir(_WORKDIR.value)
   common.import_keras()  # Also says which devices the points train on.
   from tfgen import reproduce  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
