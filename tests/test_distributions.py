@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import special
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -10,6 +11,7 @@ from tfgen import seeding
 from tfgen.distributions import Categorical8Bit
 from tfgen.distributions import Discretized8Bit
 from tfgen.distributions import SpikeAndSlab
+from tfgen.distributions import discretized
 from tfgen.distributions import likelihoods
 
 tfd = tfp.distributions
@@ -106,6 +108,46 @@ def test_independent_spike_and_slab_sums_over_dimensions():
 
 
 LEVELS = np.arange(256, dtype=np.float32) / 255.0
+DELTA = discretized.HALF_BIN
+# From the floor of the models' learned scales (likelihoods.MIN_SCALE, PixelCNN's MIN_SCALE_BINS)
+# through a bin width to far above the data range.
+GRID_SCALES = [likelihoods.MIN_SCALE, 0.5 * DELTA, DELTA, 2 * DELTA, 10 * DELTA, 0.05, 0.3, 1.0,
+               10.0, 100.0]
+# Bin centres and boundaries, the two edge levels, just outside and far outside [0, 1].
+GRID_LOCS = [0.5, 0.5 + DELTA, 0.2 + 0.3 * DELTA, 0.0, 1.0, -0.01, 1.01, -0.5, 1.5, -10.0, 10.0]
+
+
+def _log1mexp(d):
+  """log(1 − e^(−d)) for d ≥ 0, float64 (−inf at 0: only in the tail not taken)."""
+  small = d < np.log(2)
+  with np.errstate(divide="ignore"):
+    return np.where(small, np.log(-np.expm1(-np.where(small, d, 1.0))),
+                    np.log1p(-np.exp(-np.where(small, 1.0, d))))
+
+
+def _reference_log_mass(base, loc, scale, x):
+  """The bins' log masses in float64 (of float32 inputs, exactly), as differences of log-CDFs
+  taken in the tail the bin lies in, so nothing cancels at float64 precision on the grid."""
+  x, loc, scale = (np.asarray(v, np.float64) for v in (x, loc, scale))
+  lower, upper = (x - DELTA - loc) / scale, (x + DELTA - loc) / scale
+  log_cdf = (lambda z: -np.logaddexp(0.0, -z)) if base == "logistic" else special.log_ndtr
+  left = log_cdf(upper) + _log1mexp(log_cdf(upper) - log_cdf(lower))
+  right = log_cdf(-lower) + _log1mexp(log_cdf(-lower) - log_cdf(-upper))
+  middle = np.where(x <= loc, left, right)
+  return np.where(x < DELTA, log_cdf(upper), np.where(x > 1 - DELTA, log_cdf(-lower), middle))
+
+
+def _sum_tolerance(scale):
+  """How far from 1 the 256 probabilities may sum: float32 levels k/255 sit up to 3e-8 off, so
+  bins exact for the levels given overlap or leave gaps of up to 6e-8 at their shared edges,
+  and the edges next to the mode hold at most 0.4 / scale of density each."""
+  return 1e-6 + 5e-8 / np.asarray(scale)
+
+
+def _grid():
+  """Locations and scales [S, L] and the 256 levels [256, 1, 1], float32."""
+  loc, scale = np.meshgrid(np.float32(GRID_LOCS), np.float32(GRID_SCALES))
+  return loc, scale, LEVELS[:, None, None]
 
 
 @pytest.mark.parametrize("base", ["logistic", "normal"])
@@ -116,9 +158,57 @@ def test_discretized_probabilities_sum_to_one_with_finite_gradients(base, loc, s
   with tf.GradientTape() as tape:
     log_p = Discretized8Bit(loc_var, scale_var, base).log_prob(LEVELS[:, None])
     total = tf.reduce_sum(log_p)
-  np.testing.assert_allclose(np.sum(np.exp(log_p)), 1.0, atol=1e-4)
+  assert abs(np.sum(np.exp(log_p.numpy().astype(np.float64))) - 1.0) < _sum_tolerance(scale)
   for gradient in tape.gradient(total, [loc_var, scale_var]):
     assert np.all(np.isfinite(gradient))
+
+
+@pytest.mark.parametrize("base", ["logistic", "normal"])
+def test_discretized_log_mass_is_exact_in_every_bin_at_every_scale(base):
+  loc, scale, x = _grid()
+  computed = discretized.discretized_log_mass(discretized.BASES[base](loc, scale), x).numpy()
+  expected = _reference_log_mass(base, loc, scale, x)  # [256, S, L]
+  assert np.all(np.isfinite(expected))
+  # The grid reaches deep into the tails, where density × bin width used to stand in for the mass.
+  assert np.mean(expected < np.log(1e-5)) > 0.5 and expected.min() < -1e4
+  # float32 precision: ~1e-6 of the value (of 1 nat near the mode), for every bin, edges included.
+  error = np.abs(computed - expected) / np.maximum(1.0, np.abs(expected))
+  assert error.max() < 2e-6, np.unravel_index(error.argmax(), error.shape)
+  assert np.all(np.abs(np.exp(computed.astype(np.float64)).sum(0) - 1.0) < _sum_tolerance(scale))
+
+
+@pytest.mark.parametrize("base", ["logistic", "normal"])
+def test_discretized_log_mass_gradients_are_finite_and_right_in_every_bin(base):
+  loc, scale, x = _grid()
+  # One location and scale per bin, so each gradient is that bin's own derivative.
+  loc, scale = (np.broadcast_to(v, (256,) + v.shape).copy() for v in (loc, scale))
+  loc_var, scale_var = tf.Variable(loc), tf.Variable(scale)
+  with tf.GradientTape() as tape:
+    total = tf.reduce_sum(discretized.discretized_log_mass(
+        discretized.BASES[base](loc_var, scale_var), x))
+  d_loc, d_scale = (g.numpy() for g in tape.gradient(total, [loc_var, scale_var]))
+  assert np.all(np.isfinite(d_loc)) and np.all(np.isfinite(d_scale))
+  # Against central differences of the float64 reference, relative to the size 1/scale that a
+  # derivative of a log mass has near the location.
+  step = 1e-4 * scale.astype(np.float64)
+  reference = lambda l, s: _reference_log_mass(base, l, s, x)
+  numeric_loc = (reference(loc + step, scale) - reference(loc - step, scale)) / (2 * step)
+  numeric_scale = (reference(loc, scale + step) - reference(loc, scale - step)) / (2 * step)
+  for computed, numeric in [(d_loc, numeric_loc), (d_scale, numeric_scale)]:
+    error = np.abs(computed - numeric) / np.maximum(np.abs(numeric), 1.0 / scale)
+    assert error.max() < 1e-4
+
+
+def test_discretized_logistic_mixture_shares_the_exact_bin_masses():
+  # One component and one channel: PixelCNN++'s mixture is the discretized logistic, tails too.
+  loc, scale, x = _grid()
+  mixture = discretized.DiscretizedLogisticMixture(
+      tf.zeros(loc.shape + (1,)), loc[..., None, None], scale[..., None, None],
+      tf.zeros(loc.shape + (0, 1)))
+  computed = mixture.log_prob(x[..., None]).numpy()
+  expected = _reference_log_mass("logistic", loc, scale, x)
+  error = np.abs(computed - expected) / np.maximum(1.0, np.abs(expected))
+  assert error.max() < 2e-6
 
 
 def test_discretized_samples_lie_on_the_levels_with_the_right_frequencies():
