@@ -251,10 +251,7 @@ def _validate_model_sizes(model: ml_collections.ConfigDict) -> None:
 def save(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Writes the config as JSON into the workdir (atomically) and returns its path."""
   path = os.path.join(workdir, CONFIG_FILE)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(tmp, path)
+  files.write_text(path, config.to_json_best_effort(indent=2, sort_keys=True))
   return path
 
 
@@ -341,11 +338,8 @@ def _defaults(config: ml_collections.ConfigDict) -> dict:
 def append_history(workdir: str, changes: dict, **facts) -> str:
   """Appends one entry (time, facts, the changed fields) to the run's config history."""
   path = os.path.join(workdir, HISTORY_FILE)
-  try:
-    with open(path, encoding="utf-8") as f:
-      history = json.load(f)
-  except (FileNotFoundError, ValueError):
-    history = []
+  # A damaged history is kept beside the new one rather than overwritten.
+  history = files.read_json_or_set_aside(path, list) or []
   entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts,
            "changes": {name: {"from": old, "to": new} for name, (old, new) in changes.items()}}
   history.append(entry)
@@ -357,17 +351,22 @@ def load_from_workdir(workdir: str) -> ml_collections.ConfigDict:
   """Reads the config a training run saved in `workdir`.
 
   Raises:
-    WorkdirError: there is no readable config (no run was started there).
+    WorkdirError: there is no config (no run was started there).
+    files.DamagedFileError: the config is damaged (cut short by a crash, or edited by hand).
   """
   path = os.path.join(workdir, CONFIG_FILE)
-  try:
-    with open(path, encoding="utf-8") as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except FileNotFoundError as e:
+  # Deleted, the file is written anew by the run's tfgen-train once its checkpoint has loaded
+  # into the model of the config given (tfgen/train.py, _record_config).
+  saved = files.read_json(path, dict, advice=(
+      "delete it and start the run's tfgen-train command again: it writes the config anew once "
+      "the run's checkpoint loads into that config's model"))
+  if saved is None:
     raise errors.WorkdirError(f"{workdir!r} holds no training run (no {CONFIG_FILE}); "
-                              "train there first with tfgen-train --workdir") from e
-  except (OSError, ValueError) as e:
-    raise errors.WorkdirError(f"cannot read {path!r}: {e}") from e
+                              "train there first with tfgen-train --workdir")
+  try:
+    return ml_collections.ConfigDict(saved)
+  except (TypeError, ValueError, KeyError) as e:
+    raise files.DamagedFileError(path, f"not a tfgen config: {e}") from e
 
 
 _TRUE_WORDS = ("", "1", "true", "yes")

@@ -13,7 +13,6 @@ stopping existed resumes unchanged, and a resumed run keeps its best epoch: the 
 epoch after a checkpoint exactly, so a replayed validation is never counted twice as better.
 """
 
-import json
 import math
 import os
 from typing import Dict, Optional, Sequence
@@ -43,13 +42,25 @@ def selection_metric(declared: Sequence[str], validation_metrics: Dict[str, floa
 
 
 def read_state(workdir: str) -> Optional[Dict]:
-  """The run's best.json ({metric, value, epoch, step}), or None when it has none."""
-  try:
-    with open(os.path.join(workdir, workdir_lib.BEST_DIR, STATE_FILE), encoding="utf-8") as f:
-      state = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return state if isinstance(state, dict) and {"metric", "value", "epoch"} <= set(state) else None
+  """The run's best.json ({metric, value, epoch, step}), or None when it has none.
+
+  Raises:
+    files.DamagedFileError: best.json is damaged. Going on without it would let the next
+      validation, however bad, count as the best and replace the best epoch's weights, so the
+      run is refused until a person decides.
+  """
+  best = os.path.join(workdir, workdir_lib.BEST_DIR)
+  state = files.read_json(os.path.join(best, STATE_FILE), dict, ("metric", "value", "epoch"),
+                          advice=(f"it records early stopping's best validation epoch, whose "
+                                  f"weights are in {best}/. Restore it, or delete {best}/ to "
+                                  "track the best epoch afresh from the next validation"))
+  if state is not None:
+    try:
+      float(state["value"]), int(state["epoch"])
+    except (TypeError, ValueError) as e:
+      raise files.DamagedFileError(os.path.join(best, STATE_FILE),
+                                   f"value or epoch not a number: {e}") from e
+  return state
 
 
 class EarlyStopping:
