@@ -69,16 +69,20 @@ those of calls on its chunks one by one.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
+import socket
 from typing import Callable, Dict, Optional, Tuple
 
+from absl import logging
 import keras
 import tensorflow as tf
 
 from tfgen import errors
 from tfgen import evaluate
+from tfgen import files
 from tfgen import seeding
 from tfgen.models import capabilities as caps
 
@@ -440,6 +444,12 @@ def export(workdir: str, out: str, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
            max_importance_samples: int = DEFAULT_MAX_IMPORTANCE_SAMPLES) -> Dict:
   """Writes workdir's newest model as a SavedModel in `out`, with a JSON describing it.
 
+  The SavedModel is written into a temporary folder beside `out` (`OUT.partial-HOST-PID`) and
+  renamed to `out` once complete, so `out` never holds part of one, whatever stops the export
+  (an error, Ctrl-C, kill -9). `out` is checked, and the temporary folder made, before the model
+  is loaded. A temporary folder left by an export killed on this host is removed by the next
+  export to the same `out`; nothing reads one.
+
   Args:
     workdir: the training run's working directory.
     out: the folder to write, new or empty.
@@ -454,49 +464,155 @@ def export(workdir: str, out: str, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
   Raises:
     ConfigError: a limit that is not a whole number >= 1.
     WorkdirError: workdir has no run or checkpoint; out exists and is not empty.
+    OutputError: out is a file, or cannot be written (its folder is a file, no permission, no
+      room); nothing is left behind.
   """
   limits = Limits(max_batch_size, max_samples, max_importance_samples)
-  if os.path.exists(out) and os.listdir(out):
-    raise errors.WorkdirError(f"--out {out!r} exists and is not empty; choose a new folder")
-  trained = evaluate.load_trained(workdir, splits=())
-  config, info = trained.config, trained.info
-  archive = build_archive(trained.model, info, limits)
-  tmp = out.rstrip("/") + ".partial"
-  if os.path.exists(tmp):
-    shutil.rmtree(tmp)  # Left by an export that was interrupted.
-  archive.write_out(tmp, verbose=False)
-  signatures = sorted(tf.saved_model.load(tmp).signatures)
-  description = {
-      "model": config.model.name,
-      "data": info.name,
-      "binarization": info.binarization,
-      "image_shape": list(info.image_shape),
-      "pixel_values": "0..1" if info.binary else "0..255",
-      "step": trained.step,
-      "checkpoint": trained.checkpoint,
-      "test_nll": _test_nll(workdir),
-      "signatures": signatures,
-      "limits": dataclasses.asdict(limits),
-      "chunks": {"batch_chunk_size": BATCH_CHUNK_SIZE, "importance_chunk_size": CHUNK_SIZE,
-                 "max_draws_per_step": MAX_DRAWS_PER_STEP},
-      "config": json.loads(config.to_json_best_effort()),
-  }
-  with open(os.path.join(tmp, EXPORT_INFO_FILE), "w", encoding="utf-8") as f:
-    json.dump(description, f, indent=2)
-  if os.path.exists(out):
-    os.rmdir(out)
-  os.replace(tmp, out)
+  out = _check_out(out)
+  tmp = _make_partial(out)
+  try:
+    trained = evaluate.load_trained(workdir, splits=())
+    config, info = trained.config, trained.info
+    archive = build_archive(trained.model, info, limits)
+    try:
+      archive.write_out(tmp, verbose=False)
+      signatures = sorted(tf.saved_model.load(tmp).signatures)
+    except (OSError, tf.errors.OpError) as e:
+      raise errors.OutputError(f"cannot write {out!r}: {_first_line(e)}") from e
+    description = {
+        "model": config.model.name,
+        "data": info.name,
+        "binarization": info.binarization,
+        "image_shape": list(info.image_shape),
+        "pixel_values": "0..1" if info.binary else "0..255",
+        "step": trained.step,
+        "checkpoint": trained.checkpoint,
+        "test_nll": _test_nll(workdir),
+        "signatures": signatures,
+        "limits": dataclasses.asdict(limits),
+        "chunks": {"batch_chunk_size": BATCH_CHUNK_SIZE, "importance_chunk_size": CHUNK_SIZE,
+                   "max_draws_per_step": MAX_DRAWS_PER_STEP},
+        "config": json.loads(config.to_json_best_effort()),
+    }
+    try:
+      files.write_json(os.path.join(tmp, EXPORT_INFO_FILE), description)
+      # One rename: `out` (absent, or an empty folder, which rename replaces) goes from nothing
+      # to the complete SavedModel.
+      os.replace(tmp, out)
+    except OSError as e:
+      if os.path.isdir(out) and os.listdir(out):  # Filled by someone else meanwhile.
+        raise _not_empty(out) from e
+      raise errors.OutputError(f"cannot write {out!r}: {e.strerror or e}") from e
+  except BaseException:
+    # Also on Ctrl-C and SIGTERM: only kill -9 leaves the temporary folder behind.
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
   return description
 
 
+def _not_empty(out: str) -> errors.WorkdirError:
+  return errors.WorkdirError(f"--out {out!r} exists and is not empty; choose a new folder")
+
+
+def _check_out(out: str) -> str:
+  """`out` as the folder to write (a symbolic link's target), if it can be one.
+
+  Raises:
+    OutputError: out is empty or a file; WorkdirError: out is a folder that is not empty.
+  """
+  if not out or not out.strip():
+    raise errors.OutputError("--out is empty; give a new folder for the SavedModel, such as "
+                             "/tmp/run_savedmodel")
+  out = out.rstrip(os.sep) or os.sep
+  if os.path.islink(out):
+    out = os.path.realpath(out)
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise errors.OutputError(f"--out {out!r} is a file; give a new or empty folder for the "
+                             "SavedModel")
+  try:
+    if os.path.isdir(out) and os.listdir(out):
+      raise _not_empty(out)
+  except OSError as e:  # A folder that cannot be listed.
+    raise errors.OutputError(f"cannot write {out!r}: {e.strerror or e}") from e
+  return out
+
+
+def _partial_prefix(out: str) -> str:
+  return f"{out}.partial-"
+
+
+def _make_partial(out: str) -> str:
+  """Makes the temporary folder beside `out` that the SavedModel is written into.
+
+  Making it shows that `out`'s folder can be written, before any slow work. Temporary folders
+  that exports killed on this host left behind are removed first.
+
+  Raises:
+    OutputError: out's folder cannot be created or written.
+  """
+  host = socket.gethostname().replace(os.sep, "_").replace("-", "_")
+  tmp = f"{_partial_prefix(out)}{host}-{os.getpid()}"
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    _remove_abandoned_partials(out, host)
+    os.mkdir(tmp)
+  except FileExistsError as e:  # makedirs met a file where a folder of the path belongs.
+    raise errors.OutputError(f"cannot write {out!r}: Not a directory") from e
+  except OSError as e:
+    raise errors.OutputError(f"cannot write {out!r}: {e.strerror or e}") from e
+  return tmp
+
+
+def _remove_abandoned_partials(out: str, host: str) -> None:
+  """Removes OUT.partial-HOST-PID folders of exports on this host that are no longer running.
+
+  Those of other hosts (a shared file system) may belong to a running export and are left; so is
+  the `OUT.partial` of older tfgen versions, which nothing reads either.
+  """
+  for path in glob.glob(glob.escape(_partial_prefix(out)) + "*"):
+    owner_host, _, pid = path[len(_partial_prefix(out)):].rpartition("-")
+    if owner_host != host or not pid.isdigit():
+      continue
+    # This process's own pid: left by an earlier process that had the same pid.
+    if int(pid) == os.getpid() or not _running(int(pid)):
+      shutil.rmtree(path, ignore_errors=True)
+      logging.info("removed %s, left by an export that was killed", path)
+
+
+def _running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Another user's process.
+    return True
+  return True
+
+
+def _first_line(error: BaseException) -> str:
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__
+
+
 def _test_nll(workdir: str) -> Optional[Dict]:
-  """The test NLL of the run's evaluation with the most importance samples, if evaluated."""
+  """The test NLL of the run's evaluation with the most importance samples, if evaluated.
+
+  A damaged evaluation file (a crash, a hand edit) is skipped with a warning: the export does
+  not need it, and tfgen-evaluate writes it again.
+  """
   best = None
-  for name in os.listdir(workdir):
+  for name in sorted(os.listdir(workdir)):
     if name.startswith("evaluation_test_k") and name.endswith(".json"):
-      with open(os.path.join(workdir, name), encoding="utf-8") as f:
-        results = json.load(f)
+      results = files.read_json_or_warn(
+          os.path.join(workdir, name), dict, ("nll_nats",),
+          consequence="the export leaves it out of test_nll; tfgen-evaluate writes it again")
+      if results is None:
+        continue
       k = results.get("num_importance_samples") or 0
+      if not isinstance(k, int) or not isinstance(results["nll_nats"], (int, float)):
+        logging.warning("%r holds no numbers nll_nats and num_importance_samples; the export "
+                        "leaves it out of test_nll", os.path.join(workdir, name))
+        continue
       if best is None or k > best["num_importance_samples"]:
         best = {"nats": results["nll_nats"], "num_importance_samples": k,
                 "step": results.get("step")}

@@ -4,7 +4,10 @@
   tfgen-export --workdir=/tmp/run --out=/tmp/big --max_batch_size=50000 --max_samples=1000
   saved_model_cli show --dir=/tmp/run_savedmodel --all
 
-The SavedModel refuses requests beyond the --max_* limits (see docs/serving.md).
+The SavedModel refuses requests beyond the --max_* limits (see docs/serving.md). It is written
+into a temporary folder beside --out (OUT.partial-HOST-PID) and renamed to --out once complete,
+so --out never holds part of one, even after kill -9; the next export to the same --out removes
+a temporary folder that a killed export left.
 """
 
 from absl import app
@@ -14,7 +17,8 @@ from absl import logging
 from tfgen.apps import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Working directory of a training run.")
-_OUT = flags.DEFINE_string("out", None, "Folder to write the SavedModel to (new or empty).")
+_OUT = flags.DEFINE_string("out", None, "Folder to write the SavedModel to (new or empty); "
+                           "checked before the model is loaded.")
 # Defaults None, meaning tfgen.export's own (named in the help), so that --help need not import
 # TensorFlow; a value < 1 is refused by tfgen.export with a one-line error.
 _MAX_BATCH_SIZE = flags.DEFINE_integer(
