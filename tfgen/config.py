@@ -82,8 +82,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.rho = 0.9
   config.train.checkpoint_every_epochs = 10
   config.train.max_checkpoints_to_keep = 3
-  # Train steps run per call of the compiled train function (fewer Python round trips).
+  # Train steps run per call of the compiled train function (fewer Python round trips): at most
+  # this many, and fewer when the steps are slow, so that a call lasts about
+  # `seconds_per_call` (measured as the run goes; 0: always steps_per_execution). Ctrl-C and
+  # SIGTERM stop the run after the call in flight, so this bounds the time a stop takes, within
+  # a scheduler's grace period (30 s for Kubernetes and Slurm) before its SIGKILL.
   config.train.steps_per_execution = 50
+  config.train.seconds_per_call = 5.0
   # Validation bounds each this many epochs (0: never).
   config.train.eval_every_epochs = 5
   # Early stopping (0: off): stop once this many epochs pass without a better validation figure
@@ -202,6 +207,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"got {train.checkpoint_every_epochs}")
   _require(train.max_checkpoints_to_keep > 0, "config.train.max_checkpoints_to_keep must be > 0")
   _require(train.steps_per_execution > 0, "config.train.steps_per_execution must be > 0")
+  _require(train.get("seconds_per_call", 0) >= 0, "config.train.seconds_per_call must be >= 0")
   _require(train.eval_every_epochs >= 0, "config.train.eval_every_epochs must be >= 0")
   patience = train.get("early_stopping_epochs", 0)
   _require(patience >= 0, f"config.train.early_stopping_epochs must be >= 0, got {patience}")
@@ -260,7 +266,8 @@ def save(config: ml_collections.ConfigDict, workdir: str) -> str:
 # trained, so a workdir that holds checkpoints refuses it.
 # model.recurrence (NADE) changes how the same numbers are computed, not the numbers.
 RESUMABLE_FIELDS = ("train.num_epochs", "train.stop_after_epochs", "model.recurrence",
-                    "train.checkpoint_every_epochs", "train.eval_every_epochs", "train.steps_per_execution", "train.jit_compile",
+                    "train.checkpoint_every_epochs", "train.eval_every_epochs", "train.steps_per_execution",
+                    "train.seconds_per_call", "train.jit_compile",
                     "train.max_checkpoints_to_keep", "data.manual_dir", "data.data_dir")
 RESUMABLE_SECTIONS = ("eval.", "tuning.")
 HISTORY_FILE = "config_history.json"
