@@ -14,10 +14,13 @@ models) or minus one of the model's bounds (`config.tuning.objective`).
 With `config.tuning.include_defaults` the first trial trains the config's own values, so the
 table shows what the search gained over the defaults under the same budget. Search state lives
 in `SEARCH/search/` (keras-tuner's oracle) and in the trials' checkpoints: a search stopped at
-any point and started again repeats no finished trial and resumes an interrupted one from its
-newest checkpoint. A trial whose loss becomes NaN or that runs out of memory is recorded as
-failed and the search goes on. At the end the search writes `trials.csv`, a TensorBoard HParams
-view under `hparams/`, and `best_config.py`, which `tfgen-train --config=` runs as it is.
+any point (also by kill -9: every state file is written whole, then renamed into place) and
+started again repeats no finished trial and resumes an interrupted one from its newest
+checkpoint. A state file damaged otherwise (a disk crash, a hand edit) stops the search with one
+line naming it; a damaged tune_record.json of a trial is ignored with a warning. A trial whose
+loss becomes NaN or that runs out of memory is recorded as failed and the search goes on. At the
+end the search writes `trials.csv`, a TensorBoard HParams view under `hparams/`, and
+`best_config.py`, which `tfgen-train --config=` runs as it is.
 
 A search can also run over several processes or machines, as keras-tuner runs one: its
 environment variables KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT make
@@ -66,6 +69,7 @@ BEST_CONFIG = "best_config.py"
 SEARCH_FILE = "tune.json"
 RECORD_FILE = "tune_record.json"
 ORACLE_FILE = "oracle.json"  # keras-tuner's oracle state, in SEARCH_DIR.
+TRIAL_FILE = "trial.json"  # keras-tuner's state of one trial, in SEARCH_DIR/trial_ID/.
 WORKERS_DIR = "workers"  # A lock per worker id: two workers must not share one.
 
 # keras-tuner's variables for a search over several processes.
@@ -217,15 +221,31 @@ class _DefaultsFirst:
     return super()._random_values()
 
 
-class _RandomOracle(_DefaultsFirst, keras_tuner.oracles.RandomSearchOracle):
+class _WholeFiles:
+  """Oracle mixin: the oracle's and its trials' state files are written whole (then renamed).
+
+  keras-tuner truncates and rewrites them in place, so a search killed (kill -9, a lost machine)
+  in the middle of a write would leave an empty or half file, from which it cannot continue.
+  """
+
+  def save(self):
+    files.write_json(self._get_oracle_fname(), self.get_state())
+
+  def _save_trial(self, trial):
+    files.write_json(os.path.join(self._get_trial_dir(trial.trial_id), TRIAL_FILE),
+                     trial.get_state())
+
+
+class _RandomOracle(_DefaultsFirst, _WholeFiles, keras_tuner.oracles.RandomSearchOracle):
   pass
 
 
-class _BayesianOracle(_DefaultsFirst, keras_tuner.oracles.BayesianOptimizationOracle):
+class _BayesianOracle(_DefaultsFirst, _WholeFiles,
+                      keras_tuner.oracles.BayesianOptimizationOracle):
   pass
 
 
-class _HyperbandOracle(_DefaultsFirst, keras_tuner.oracles.HyperbandOracle):
+class _HyperbandOracle(_DefaultsFirst, _WholeFiles, keras_tuner.oracles.HyperbandOracle):
   pass
 
 
@@ -256,6 +276,12 @@ class ConfigTuner(keras_tuner.Tuner):
   def trial_workdir(self, trial_id: str) -> str:
     return os.path.join(self.search_workdir, TRIALS_DIR, trial_id)
 
+  def save(self):
+    # As keras-tuner's, but this tuner's file too is written whole (see _WholeFiles).
+    if not self._is_worker():
+      self.oracle.save()
+    files.write_json(self._get_tuner_fname(), self.get_state())
+
   def on_trial_begin(self, trial):
     super().on_trial_begin(trial)
     if self._is_worker():  # The chief's oracle prints the search's progress; a worker its own.
@@ -266,7 +292,7 @@ class ConfigTuner(keras_tuner.Tuner):
   def on_trial_end(self, trial):
     self.ran.append((trial.trial_id, str(trial.status)))
     if self._is_worker():
-      record = _read_json(os.path.join(self.trial_workdir(trial.trial_id), RECORD_FILE)) or {}
+      record = _read_record(self.trial_workdir(trial.trial_id)) or {}
       result = (f" ({objective_name(self.base_config)} {_fmt(record['objective'])})"
                 if trial.status == "COMPLETED" and "objective" in record else "")
       print(f"{self.tuner_id}: trial {trial.trial_id} {trial.status}{result}", flush=True)
@@ -322,12 +348,39 @@ def _write_json(path: str, obj) -> None:
   files.write_json(path, obj, sort_keys=True)
 
 
-def _read_json(path: str) -> Optional[Dict]:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
+def _read_json(path: str, workdir: str) -> Optional[Dict]:
+  """A JSON object of the search's state in `workdir`, or None when the file is absent.
+
+  Raises:
+    files.DamagedFileError: the file is damaged (a disk crash, a hand edit): the search cannot
+      go on from it, and says so in one line.
+  """
+  return files.read_json(path, dict, advice=(
+      f"the search in {workdir} cannot be continued without it: restore it from a copy, or "
+      "start the search afresh in another --workdir (the trained trials in "
+      f"{os.path.join(workdir, TRIALS_DIR)} are kept)"))
+
+
+def _read_record(trial_workdir: str) -> Optional[Dict]:
+  """A trial's RECORD_FILE, or None when it has none; a damaged one is ignored with a warning
+  (keras-tuner's own trial file holds the trial's status and objective too)."""
+  return files.read_json_or_warn(os.path.join(trial_workdir, RECORD_FILE), dict,
+                                 consequence=("ignored: keras-tuner's record of the trial "
+                                              f"({SEARCH_DIR}/trial_ID/{TRIAL_FILE}) gives its "
+                                              "status and objective"))
+
+
+def _check_search_files(workdir: str) -> None:
+  """Refuses, in one line, a search whose keras-tuner state files are damaged; keras-tuner would
+  stop with a traceback when reloading them."""
+  project = os.path.join(workdir, SEARCH_DIR)
+  if not os.path.isdir(project):
+    return
+  names = sorted(n for n in os.listdir(project) if n.endswith(".json"))
+  names += sorted(os.path.join(n, TRIAL_FILE) for n in os.listdir(project)
+                  if n.startswith("trial_") and os.path.isdir(os.path.join(project, n)))
+  for name in names:
+    _read_json(os.path.join(project, name), workdir)
 
 
 def make_tuner(config: ml_collections.ConfigDict, workdir: str, tuner: str, max_trials: int,
@@ -366,6 +419,8 @@ def make_tuner(config: ml_collections.ConfigDict, workdir: str, tuner: str, max_
     oracle.max_trials = max_trials
   oracle.include_defaults = bool(config.tuning.include_defaults)
   project = os.path.join(workdir, SEARCH_DIR)
+  if not role.is_worker:  # A worker reads nothing of it: the chief's oracle answers.
+    _check_search_files(workdir)
   own_file = os.path.join(project, f"{role.tuner_id}.json")
   if (not role.is_worker and os.path.exists(os.path.join(project, ORACLE_FILE))
       and not os.path.exists(own_file)):
@@ -587,7 +642,8 @@ def _return_interrupted_trials(tuner_obj: ConfigTuner) -> None:
   its checkpoint by the worker started again with the same id.
   """
   oracle = tuner_obj.oracle
-  saved = _read_json(os.path.join(tuner_obj.search_workdir, SEARCH_DIR, ORACLE_FILE)) or {}
+  saved = _read_json(os.path.join(tuner_obj.search_workdir, SEARCH_DIR, ORACLE_FILE),
+                     tuner_obj.search_workdir) or {}
   queue = getattr(oracle, "_retry_queue", [])  # keras-tuner 1.4's queue of trials to run again.
   for tuner_id, trial_id in saved.get("ongoing_trials", {}).items():
     if trial_id in queue and trial_id in oracle.trials:
@@ -722,7 +778,7 @@ def _check_worker_config(config: ml_collections.ConfigDict, workdir: str, role: 
     WorkdirError: workdir holds no search (the chief writes SEARCH_FILE before it serves).
     ConfigError: the config differs in a field other than the data locations.
   """
-  saved = _read_json(os.path.join(workdir, SEARCH_FILE))
+  saved = _read_json(os.path.join(workdir, SEARCH_FILE), workdir)
   if saved is None:
     raise errors.WorkdirError(
         f"the chief answers at {role.address}, but {workdir!r} holds no search ({SEARCH_FILE}): "
@@ -824,7 +880,7 @@ def _check_same_search(config, workdir: str, tuner: str) -> None:
   """
   path = os.path.join(workdir, SEARCH_FILE)
   current = {"tuner": tuner, "config": json.loads(config.to_json_best_effort())}
-  saved = _read_json(path)
+  saved = _read_json(path, workdir)
   if saved is not None and saved != current:
     what = "tuner" if saved.get("tuner") != tuner else "config"
     finished = _finished_trials(workdir)
@@ -845,10 +901,7 @@ def _finished_trials(workdir: str) -> List[str]:
   trials = os.path.join(workdir, TRIALS_DIR)
   finished = []
   for trial_id in sorted(os.listdir(trials)) if os.path.isdir(trials) else []:
-    try:
-      record = _read_json(os.path.join(trials, trial_id, RECORD_FILE))
-    except (OSError, ValueError):  # A half-written record: that trial did not finish.
-      record = None
+    record = _read_record(os.path.join(trials, trial_id))
     if record and record.get("status") in ("COMPLETED", "FAILED"):
       finished.append(trial_id)
   return finished
@@ -875,13 +928,14 @@ def trial_rows(tuner_obj: ConfigTuner) -> List[Dict]:
   rows = []
   for trial_id in sorted(tuner_obj.oracle.trials, key=int):
     trial = tuner_obj.oracle.trials[trial_id]
-    record = _read_json(os.path.join(tuner_obj.trial_workdir(trial_id), RECORD_FILE)) or {}
+    record = _read_record(tuner_obj.trial_workdir(trial_id)) or {}
     values = trial.hyperparameters.values
     status = str(trial.status)
     if status == "RUNNING":
       status = "INTERRUPTED"  # It resumes from its checkpoint when the search starts again.
     row = {"trial": trial_id, "status": status,
-           "objective": record.get("objective") if status == "COMPLETED" else None,
+           # keras-tuner's score of the trial, when tfgen's record of it is lost.
+           "objective": record.get("objective", trial.score) if status == "COMPLETED" else None,
            "epochs": record.get("epochs", values.get("tuner/epochs")),
            "seconds": record.get("seconds"),
            # The tuner (worker) that trained it: tuner0 in a search in one process.
@@ -933,9 +987,7 @@ def write_table(rows: List[Dict], path: str) -> None:
   writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
   writer.writeheader()
   writer.writerows(rows)
-  with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
-    f.write(buffer.getvalue())
-  os.replace(path + ".tmp", path)
+  files.write_text(path, buffer.getvalue())
 
 
 def write_hparams(rows: List[Dict], config: ml_collections.ConfigDict, logdir: str) -> None:
@@ -1007,7 +1059,5 @@ def get_config():
   return ml_collections.ConfigDict(
 {literal})
 '''
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+  files.write_text(path, text)
   return path
