@@ -58,6 +58,10 @@ def load_trained(workdir: str, config=None, splits=("test",)) -> Trained:
   """Rebuilds a run's model from its config and restores its weights: the best validation
   epoch's (best/) for a run trained with early stopping, else the newest checkpoint's.
 
+  A run may be loaded while it trains: TensorFlow renames a checkpoint into place only once it
+  is complete, so this is the newest complete one when the weights are read (a warning line
+  names it and the training process); checkpoints written later are not seen.
+
   Args:
     workdir: a training run's working directory.
     config: the run's config, possibly with changed eval settings (default: the saved one).
@@ -73,9 +77,20 @@ def load_trained(workdir: str, config=None, splits=("test",)) -> Trained:
     info = data.info
   model = models.build(config.model, info)
   model.build_for_images()
+  trainer = training_process(workdir)
   path = workdir_lib.restore_model(model, workdir)
   suffix = path.rsplit("-", 1)[-1]
-  return Trained(config, info, model, path, int(suffix) if suffix.isdigit() else -1, data)
+  step = int(suffix) if suffix.isdigit() else -1
+  if trainer is not None:
+    logging.warning("the run in %s is still training (process %d): using its newest complete "
+                    "checkpoint, %s (step %d); later checkpoints are not seen", workdir,
+                    trainer, os.path.relpath(path, workdir), step)
+  return Trained(config, info, model, path, step, data)
+
+
+def training_process(workdir: str) -> Optional[int]:
+  """The process of this machine training in workdir (holding its lock), if any."""
+  return files.lock_holder(os.path.join(workdir, workdir_lib.LOCK_FILE))
 
 
 def evaluate(workdir: str, num_importance_samples: Optional[int] = None,

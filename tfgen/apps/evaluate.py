@@ -3,6 +3,9 @@ labelled data, latent-code classification accuracy of a run.
 
   tfgen-evaluate --workdir=/tmp/run
   tfgen-evaluate --workdir=/tmp/run --num_importance_samples=1000 --split=validation
+
+A run that is still training can be evaluated: its newest complete checkpoint is read, a warning
+line names it and the training's process, and the table's `checkpoint` and `step` say which.
 """
 
 from absl import app

@@ -38,17 +38,22 @@ References:
 """
 
 import math
+import os
 from typing import Dict
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfgen import config as config_lib
 from tfgen import errors
+from tfgen import files
 from tfgen import layers
 from tfgen import seeding
 from tfgen import viz
+from tfgen import workdir as workdir_lib
 from tfgen.distributions import likelihoods
 from tfgen.models import autoregressive
 from tfgen.models import base
@@ -390,6 +395,61 @@ def _prior_class(name: str):
   return cls
 
 
+_STAGE1 = "config.model.stage1_workdir"
+
+
+def _load_stage1(workdir: str) -> base.GenerativeModel:
+  """The model of stage-1 run `workdir`, frozen, from its newest complete checkpoint (or the best
+  epoch's weights of a run trained with early stopping), as `registry.load_frozen` loads it.
+
+  A stage-1 run still training is read as it is: TensorFlow renames a checkpoint into place only
+  once it is complete, so this is its newest complete checkpoint, named in a warning line. A new
+  stage-2 run then trains on that checkpoint's codes; a stage-2 run that has checkpoints of its
+  own restores the stage-1 weights saved in them over these.
+
+  Raises:
+    ConfigError: workdir is missing, or holds no run or no checkpoint yet (one line each).
+    WorkdirError: its config, data description or checkpoints are damaged or do not fit.
+  """
+  example = f"tfgen-train --config=configs/vqvae.py --workdir={workdir}"
+  if not os.path.exists(workdir):
+    raise errors.ConfigError(f"{_STAGE1} {workdir!r} does not exist; give the workdir of a "
+                             f"trained stage-1 run, or train one there first: {example}")
+  if not os.path.isdir(workdir):
+    raise errors.ConfigError(f"{_STAGE1} {workdir!r} is a file; give the workdir of a trained "
+                             "stage-1 run")
+  trainer = files.lock_holder(os.path.join(workdir, workdir_lib.LOCK_FILE))
+  has_run = os.path.exists(os.path.join(workdir, config_lib.CONFIG_FILE))
+  has_checkpoint = workdir_lib.newest_checkpoint(workdir) is not None or os.path.isdir(
+      os.path.join(workdir, workdir_lib.BEST_DIR))
+  if trainer is not None and not (has_run and has_checkpoint):
+    raise errors.ConfigError(
+        f"{_STAGE1} {workdir!r} has no checkpoint yet: its stage-1 training (process "
+        f"{trainer}) has not written one. Start stage 2 once it has finished (or written a "
+        "checkpoint, every config.train.checkpoint_every_epochs epochs)")
+  if not has_run:
+    raise errors.ConfigError(f"{_STAGE1} {workdir!r} holds no training run (no "
+                             f"{config_lib.CONFIG_FILE}); train stage 1 there first: {example}")
+  if not has_checkpoint:
+    raise errors.ConfigError(f"{_STAGE1} {workdir!r} has no checkpoint: its stage-1 training "
+                             f"stopped before writing one; train stage 1 there first: {example}")
+  saved = config_lib.load_from_workdir(workdir)
+  info = workdir_lib.load_data_info(workdir)
+  if info is None:
+    raise errors.WorkdirError(f"{_STAGE1} {workdir!r} records no data description "
+                              f"({workdir_lib.DATA_INFO_FILE}); was it trained by tfgen-train?")
+  model = registry.build(saved.model, info)
+  model.build_for_images()
+  path = workdir_lib.restore_model(model, workdir)
+  if trainer is not None:
+    logging.warning("stage-1 run %s is still training (process %d): took its newest complete "
+                    "checkpoint, %s. A new stage-2 run trains on that checkpoint's codes; one "
+                    "that has checkpoints of its own keeps the stage-1 weights saved in them",
+                    workdir, trainer, os.path.relpath(path, workdir))
+  model.trainable = False
+  return model
+
+
 @registry.MODELS.register("vqvae_prior")
 class VQVAEWithPrior(_CodeGridTools, base.GenerativeModel):
   """Stage 2: a frozen stage-1 VQ-VAE and an autoregressive prior over its code grids.
@@ -411,7 +471,7 @@ class VQVAEWithPrior(_CodeGridTools, base.GenerativeModel):
     if not stage1_workdir:
       raise errors.ConfigError("vqvae_prior trains on a stage-1 run's codes: set "
                                "--config.model.stage1_workdir=RUN (a vqvae run's workdir)")
-    self.stage1 = registry.load_frozen(stage1_workdir)
+    self.stage1 = _load_stage1(stage1_workdir)
     if not isinstance(self.stage1, VQVAE):
       raise errors.ConfigError(f"{stage1_workdir!r} holds a {type(self.stage1).__name__}, "
                                "not a vqvae run")
