@@ -489,3 +489,21 @@ def test_a_search_with_damaged_state_files_is_one_line_or_warns(killed_search, t
   with pytest.raises(files.DamagedFileError, match=f"^'{re.escape(oracle)}' is damaged .*; the "
                      f"search in {re.escape(search)} cannot be continued without it"):
     tune.search(tiny_config, search, tuner="random", max_trials=2, seed=7)
+
+
+def test_a_search_begun_before_a_config_field_existed_continues_at_its_default(
+    killed_search, tmp_path, tiny_config):
+  search = str(tmp_path / "search")
+  shutil.copytree(killed_search[0], search)
+  tiny_config.train.eval_every_epochs = 0
+  tiny_config.train.num_epochs = 4
+  tiny_config.train.checkpoint_every_epochs = 1
+  path = os.path.join(search, tune.SEARCH_FILE)
+  saved = files.read_json(path)
+  del saved["config"]["train"]["seconds_per_call"]  # As tfgen wrote it before the field.
+  files.write_json(path, saved)
+  rows = tune.search(tiny_config, search, tuner="random", max_trials=2, seed=7)
+  assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+  tiny_config.train.seconds_per_call = 1.0  # Not the behaviour the trials were trained with.
+  with pytest.raises(errors.WorkdirError, match="holds a search with another config"):
+    tune.search(tiny_config, search, tuner="random", max_trials=2, seed=7)

@@ -882,6 +882,8 @@ def _check_same_search(config, workdir: str, tuner: str) -> None:
   current = {"tuner": tuner, "config": json.loads(config.to_json_best_effort())}
   saved = _read_json(path, workdir)
   if saved is not None and saved != current:
+    if saved.get("tuner") == tuner and _same_config(saved.get("config"), config):
+      return
     what = "tuner" if saved.get("tuner") != tuner else "config"
     finished = _finished_trials(workdir)
     if finished:
@@ -894,6 +896,18 @@ def _check_same_search(config, workdir: str, tuner: str) -> None:
     saved = None
   if saved is None:
     _write_json(path, current)
+
+
+def _same_config(saved, config: ml_collections.ConfigDict) -> bool:
+  """Whether a search's saved config is `config`, but for fields added to tfgen since the search
+  began that keep their defaults (the behaviour its trials were trained with), as a resumed
+  training run takes them (`config.check_resume`)."""
+  if not isinstance(saved, dict):
+    return False
+  try:
+    return not config_lib.check_resume(ml_collections.ConfigDict(saved), config, "")
+  except (errors.ConfigError, TypeError, ValueError):
+    return False
 
 
 def _finished_trials(workdir: str) -> List[str]:
