@@ -57,6 +57,29 @@ def base_config() -> ml_collections.ConfigDict:
   # (tfgen/data/in_graph.py) instead of a tf.data iterator: faster where the set fits (up to
   # 1 GiB); semi-supervised batches always use tf.data. The two draw different example orders.
   config.data.in_graph = True
+  # Your own images (docs/data.md): data.name "folder" (a folder of image files), "arrays" (an
+  # .npz file) or "tfds:NAME" / "tfds:NAME/CONFIG" (any TFDS image data set).
+  # The folder or .npz file.
+  config.data.path = ""
+  # Every image resized (aspect kept) and centre-cropped to "H" or "HxW" pixels; "" keeps the
+  # images' own size, which must then be the same for all.
+  config.data.image_size = ""
+  # 1 (grey) or 3 (RGB); 0 infers it from the images (3 if any is in colour).
+  config.data.channels = 0
+  # A folder without train/, validation/ (or valid/) and test/ sub-folders is split by a hash of
+  # each file's path relative to the folder, in these fractions of train, validation, test.
+  config.data.split_fractions = (0.8, 0.1, 0.1)
+  # An unreadable, truncated or non-image file: "fail" (naming it) or "skip" (counted, and listed
+  # in WORKDIR/skipped_images.txt).
+  config.data.on_bad_image = "fail"
+  # Where a prepared folder is cached; "" is tfgen_folders/ in TFDS's data folder
+  # (config.data.data_dir, or ~/tensorflow_datasets).
+  config.data.cache_dir = ""
+  # tfds:NAME: the image and label features and the split of each of train, validation, test
+  # ("train=train[:90%],validation=train[90%:],test=test"); "" infers them from TFDS's info.
+  config.data.image_key = ""
+  config.data.label_key = ""
+  config.data.tfds_splits = ""
 
   config.model = ml_collections.ConfigDict()
   config.model.name = ""

@@ -442,6 +442,8 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   # Only now: a workdir whose checkpoints do not restore keeps the files that describe them.
   if chief:
     workdir_lib.save_data_info(data.info, workdir)
+    if data.skipped_files:
+      workdir_lib.save_skipped_files(data.skipped_files, workdir)
     if save_config_after_restore:
       config_lib.save(config, workdir)
   manager = workdir_lib.checkpoint_manager(checkpoint, write_dir,

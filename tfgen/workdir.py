@@ -26,6 +26,8 @@ BEST_DIR = "best"
 TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
 DATA_INFO_FILE = "data_info.json"
+# The image files a source skipped as unreadable (config.data.on_bad_image="skip").
+SKIPPED_FILES_FILE = "skipped_images.txt"
 # One entry per invocation of the training loop, interrupted ones included.
 SESSIONS_FILE = "training_sessions.json"
 
@@ -348,6 +350,19 @@ def restore_model(model, workdir: str, prefer_best: bool = True) -> str:
 def save_data_info(info, workdir: str) -> None:
   """Records what the model was built for, so it can be rebuilt without the data set."""
   files.write_text(os.path.join(workdir, DATA_INFO_FILE), info.to_json())
+
+
+def save_skipped_files(skipped: List[str], workdir: str) -> str:
+  """Lists the image files the data source left out as unreadable, one per line with the reason.
+
+  Returns:
+    The file's path.
+  """
+  path = os.path.join(workdir, SKIPPED_FILES_FILE)
+  files.write_text(path, "".join(f"{line}\n" for line in skipped))
+  logging.warning("%d image file(s) could not be read and were skipped; listed in %s",
+                  len(skipped), path)
+  return path
 
 
 def load_data_info(workdir: str):

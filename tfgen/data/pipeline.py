@@ -18,7 +18,7 @@ cannot see more labels than configured.
 import dataclasses
 import functools
 import json
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -44,6 +44,7 @@ class DataInfo:
     binarization: "fixed", "dynamic" or "none" (see the module docstring).
     num_examples: split name to number of examples (after config.data.limit).
     num_classes: number of label classes, None where there are no labels.
+    class_names: the name of each label where the source knows them (a folder's classes).
   """
 
   name: str
@@ -51,6 +52,7 @@ class DataInfo:
   binarization: str
   num_examples: Dict[str, int]
   num_classes: Optional[int] = None
+  class_names: Optional[List[str]] = None
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -96,6 +98,8 @@ class Data:
   steps_per_epoch: int
   train_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
   train_in_graph: Optional[Callable[[], Optional[in_graph.InGraphBatches]]] = None
+  # Files the source left out as unreadable (config.data.on_bad_image="skip"), with reasons.
+  skipped_files: List[str] = dataclasses.field(default_factory=list)
 
   def split(self, name: str) -> tf.data.Dataset:
     if name not in ("train", "validation", "test"):
@@ -211,10 +215,11 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
     train_in_graph = None  # Its batches mix a labelled and an unlabelled stream.
   if train_epoch is not None:
     datasets["train"] = train_epoch(0)
-  info = DataInfo(config.name, tuple(raw.image_shape), raw.binarization, counts, raw.num_classes)
+  info = DataInfo(config.name, tuple(raw.image_shape), raw.binarization, counts, raw.num_classes,
+                  list(raw.class_names) if raw.class_names else None)
   return Data(datasets["train"], datasets["validation"], datasets["test"], info,
               steps_per_epoch=steps_per_epoch, train_epoch=train_epoch,
-              train_in_graph=train_in_graph)
+              train_in_graph=train_in_graph, skipped_files=list(raw.skipped_files))
 
 
 def _train_epochs(ds, num_examples, binarization, batch_size, seed):

@@ -41,6 +41,9 @@ class RawData:
       when the pipeline draws a fresh binarization of grey-scale training images at every pass,
       "none" when the pipeline keeps 8-bit intensities.
     num_classes: number of label classes, or None where the set has no labels.
+    class_names: the name of each label (e.g. a folder's class sub-folders, sorted), where known.
+    skipped_files: files left out of the set because they could not be read (with the reason,
+      one per entry), which the training run lists in its workdir.
   """
 
   splits: Dict[str, tf.data.Dataset]
@@ -48,6 +51,8 @@ class RawData:
   image_shape: Tuple[int, int, int]
   binarization: str
   num_classes: Optional[int] = None
+  class_names: Optional[List[str]] = None
+  skipped_files: List[str] = dataclasses.field(default_factory=list)
 
 
 def resolve_manual_dir(manual_dir: str) -> Optional[str]:
