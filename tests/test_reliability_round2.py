@@ -320,9 +320,6 @@ def test_a_damaged_best_json_refuses_training_and_keeps_the_best_weights(tiny_co
   assert sorted(os.listdir(best)) == weights  # The best epoch's weights are not replaced.
 
 
-@pytest.mark.xfail(strict=True, reason="needs the load_data_info, record_session and "
-                   "load_sessions change to tfgen/workdir.py (issue 36, item 4); remove this "
-                   "marker with it")
 def test_a_damaged_data_info_or_sessions_record_is_ignored_with_a_warning_and_kept(
     run_copy, caplog):
   _cut_short(os.path.join(run_copy, workdir_lib.DATA_INFO_FILE))

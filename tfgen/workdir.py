@@ -366,28 +366,43 @@ def save_skipped_files(skipped: List[str], workdir: str) -> str:
 
 
 def load_data_info(workdir: str):
-  """The DataInfo a run saved, or None for a run that saved none."""
+  """The DataInfo a run saved, or None for a run that saved none.
+
+  A damaged file (a disk crash, a hand edit) counts as none, with a warning line: the data
+  description is then taken from the data set, and the run's next tfgen-train writes the file
+  again.
+  """
   from tfgen import data  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, DATA_INFO_FILE)
+  consequence = ("ignored: the data description is taken from the data set, and the run's next "
+                 "tfgen-train writes the file again")
+  fields = files.read_json_or_warn(path, dict, ("name", "image_shape", "binarization",
+                                                "num_examples"), consequence=consequence)
+  if fields is None:
+    return None
   try:
-    with open(os.path.join(workdir, DATA_INFO_FILE), encoding="utf-8") as f:
-      return data.DataInfo.from_json(f.read())
-  except FileNotFoundError:
+    return data.DataInfo.from_json(json.dumps(fields))
+  except (TypeError, ValueError) as e:
+    logging.warning("%r is damaged (not a data description: %s); %s", path, e, consequence)
     return None
 
 
 def record_session(workdir: str, **facts) -> None:
   """Appends one invocation of the training loop (its epochs, wall time, outcome) to the run's
-  SESSIONS_FILE, so that the time of every invocation, also a stopped one, is known later."""
-  sessions = load_sessions(workdir)
+  SESSIONS_FILE, so that the time of every invocation, also a stopped one, is known later.
+
+  A damaged record (a disk crash, a hand edit) is kept as SESSIONS_FILE.damaged, not overwritten.
+  """
+  path = os.path.join(workdir, SESSIONS_FILE)
+  sessions = files.read_json_or_set_aside(path, list) or []
   sessions.append(facts)
-  files.write_json(os.path.join(workdir, SESSIONS_FILE), sessions)
+  files.write_json(path, sessions)
 
 
 def load_sessions(workdir: str) -> List[dict]:
-  """The run's recorded training invocations, oldest first ([] when none or unreadable)."""
-  try:
-    with open(os.path.join(workdir, SESSIONS_FILE), encoding="utf-8") as f:
-      sessions = json.load(f)
-  except (OSError, ValueError):
-    return []
-  return sessions if isinstance(sessions, list) else []
+  """The run's recorded training invocations, oldest first ([] when none; a damaged record gives
+  [] with a warning line)."""
+  sessions = files.read_json_or_warn(
+      os.path.join(workdir, SESSIONS_FILE), list,
+      consequence="ignored: the time of the run's earlier training sessions is not counted")
+  return [s for s in sessions or [] if isinstance(s, dict)]
