@@ -55,6 +55,19 @@ def test_second_start_resumes_at_the_same_step_with_the_same_weights(tiny_config
   assert (more.epoch, more.step) == (3, first.step + 8)
 
 
+def test_a_runs_weights_do_not_depend_on_whether_it_prepared_its_data(tiny_config, tmp_path):
+  # TFDS draws from the global generators while it prepares a data set; the first run on a new
+  # data folder prepares it, the second finds it prepared.
+  tiny_config.data.data_dir = str(tmp_path / "tensorflow_datasets")
+  tiny_config.train.num_epochs = 1
+  first = str(tmp_path / "first")
+  train.train(tiny_config, first, show_progress=False)
+  second = str(tmp_path / "second")
+  train.train(tiny_config, second, show_progress=False)
+  for a, b in zip(_weights(first)[0], _weights(second)[0]):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_resume_skips_a_damaged_newest_checkpoint(tiny_config, tmp_path):
   workdir = str(tmp_path / "run")
   train.train(tiny_config, workdir, show_progress=False)

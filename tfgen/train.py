@@ -425,6 +425,10 @@ def _train_locked(config, workdir, write_dir, init_from, strategy, show_progress
   keras.utils.set_random_seed(config.seed)
   data = data_lib.load(config.data, train_cfg.batch_size, config.eval.batch_size,
                        seed=config.seed)
+  # Again: preparing a data set (TFDS's builders, a folder) may draw from the global generators,
+  # and a run's initial weights must not depend on whether its data were prepared by this
+  # process or an earlier one.
+  keras.utils.set_random_seed(config.seed)
   precision = train_cfg.get("precision", "float32")
   with strategy.scope(), compute_precision(precision):
     model = models.build(config.model, data.info)
