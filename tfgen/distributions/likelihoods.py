@@ -26,7 +26,8 @@ tfd = tfp.distributions
 
 LIKELIHOODS = registry.Registry("likelihood")
 
-# Floor of learned scales: below a tenth of a bin width the discretized likelihood stops changing.
+# Floor of learned scales, a tenth of half a bin (a twentieth of a bin width): below it a bin's
+# mass is all but 1 and the discretized likelihood stops changing.
 MIN_SCALE = 0.1 * discretized.HALF_BIN
 
 
