@@ -9,12 +9,16 @@ momentum):
   tfgen-sample --workdir=/tmp/conv_vae --num=64 --out=conv_vae.png
 
 Variants (configs/conv_vae.py:OPTION=VALUE,...):
-  data=binarized_mnist|mnist|mnist_5k|fashion_mnist|celeb_a
+  data=binarized_mnist|mnist|mnist_5k|fashion_mnist|celeb_a|folder|arrays|tfds:NAME
                       binarized_mnist, mnist and fashion_mnist are binary (Bernoulli pixels);
-                      mnist_5k uses 8-bit intensities unless binarize, celeb_a is 64x64 colour
+                      mnist_5k uses 8-bit intensities unless binarize, celeb_a is 64x64 colour;
+                      folder, arrays and tfds:NAME are your own images (docs/data.md), 8-bit
+                      unless binarize, e.g. data=folder --config.data.path=DIR
+                      --config.data.image_size=28
   likelihood=bernoulli|logistic|normal|categorical
                       default: bernoulli for binary data, logistic (discretized) otherwise
-  binarize            mnist_5k: dynamically binarized (Bernoulli) instead of 8-bit intensities
+  binarize            mnist_5k and your own images: dynamically binarized (Bernoulli) instead
+                      of 8-bit intensities
   fixed_scale=F       continuous likelihoods: a fixed scale instead of a learned one
   latent=N            size of z (default 32; 128 on celeb_a)
   optimizer=rmsprop_nesterov|adam
@@ -36,7 +40,8 @@ VARIANT_DEFAULTS = dict(data="binarized_mnist", likelihood="", binarize=False, f
                         latent=0, optimizer="rmsprop_nesterov", epochs=20, k=1,
                         objective="elbo", tiny=False)
 VARIANT_CHOICES = dict(
-    data=("binarized_mnist", "mnist", "mnist_5k", "fashion_mnist", "celeb_a"),
+    data=("binarized_mnist", "mnist", "mnist_5k", "fashion_mnist", "celeb_a",
+          *config_lib.USER_DATA),
     likelihood=("", "bernoulli", "logistic", "normal", "categorical"),
     optimizer=("rmsprop_nesterov", "adam"), objective=("elbo", "iwae"))
 
@@ -49,6 +54,8 @@ def get_config(arg: str = ""):
   binary = data in ("binarized_mnist", "mnist", "fashion_mnist") or opts["binarize"]
   if data in ("mnist_5k", "celeb_a"):
     config.data.binarization = "dynamic" if opts["binarize"] else "none"
+  if config_lib.is_user_data(data):
+    config_lib.set_user_data(config, data, binarized=opts["binarize"])
 
   config.model = model = models.model_config(
       "conv_vae", latent_size=opts["latent"] or (128 if data == "celeb_a" else 32),

@@ -14,6 +14,9 @@ Run (default: RealNVP on the real Fashion-MNIST intensities of ../shared/data/fa
 Variants (configs/flow.py:OPTION=VALUE,...):
   arch=realnvp|glow|maf
   data=fashion_mnist|mnist|mnist_5k   8-bit intensities (binarization 'none')
+  data=folder|arrays|tfds:NAME       your own images (docs/data.md), e.g. data=folder
+                      --config.data.path=DIR --config.data.image_size=28 (sides divisible by
+                      2 ** the flow's scales)
   epochs=N            training epochs (default 20)
   tiny                a model and data small enough for tests on a CPU
 
@@ -33,7 +36,7 @@ from tfgen import models
 
 VARIANT_DEFAULTS = dict(arch="realnvp", data="fashion_mnist", epochs=20, tiny=False)
 VARIANT_CHOICES = dict(arch=("realnvp", "glow", "maf"),
-                       data=("fashion_mnist", "mnist", "mnist_5k"))
+                       data=("fashion_mnist", "mnist", "mnist_5k", *config_lib.USER_DATA))
 # Sizes a tiny model takes per architecture (tests on a CPU).
 TINY_MODELS = {
     "realnvp": dict(hidden_channels=8, num_blocks=1),

@@ -13,6 +13,9 @@ Colour (8-bit RGB, R | G | B channel masks in the horizontal stack; docs/autoreg
 
 Variants (configs/gated_pixelcnn.py:OPTION=VALUE,...): layers=15, channels=64, epochs=N,
 data=binarized_mnist|mnist|fashion_mnist|photo_crops|celeb_a (the last two colour, 8-bit),
+data=folder|arrays|tfds:NAME (your own images, grey or colour, 8-bit unless
+--config.data.binarization=dynamic; docs/data.md; e.g. data=folder --config.data.path=DIR
+--config.data.image_size=28; conditional needs class sub-folders or labels),
 conditional (class-conditional: needs a labelled data set such as mnist; sample a chosen digit
 with tfgen-sample --labels=3), output=categorical|logistic_mixture (PixelCNN++'s mixture per
 pixel; 8-bit data only), mixtures=M (its components; 0 keeps the model's default), tiny.
@@ -27,7 +30,7 @@ from tfgen import models
 VARIANT_DEFAULTS = dict(layers=15, channels=64, epochs=50, data="binarized_mnist",
                         conditional=False, output="categorical", mixtures=0, tiny=False)
 VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist", "photo_crops",
-                             "celeb_a"),
+                             "celeb_a", *config_lib.USER_DATA),
                        output=("categorical", "logistic_mixture"))
 
 COLOUR_DATA = ("photo_crops", "celeb_a")
@@ -37,6 +40,8 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
+  if config_lib.is_user_data(opts["data"]):
+    config_lib.set_user_data(config, opts["data"], binarized=False)
   config.model = models.model_config("gated_pixelcnn", num_layers=opts["layers"],
                                      channels=opts["channels"],
                                      class_conditional=opts["conditional"],
@@ -56,6 +61,7 @@ def get_config(arg: str = ""):
     config.model.channels = 8
     # Colour layers split their maps into three groups: 4 maps are too few for that.
     space.channels = config_lib.search_choice(
-        "model.channels", (6, 12, 24) if opts["data"] in COLOUR_DATA else (4, 8, 16))
+        "model.channels", (6, 12, 24) if (opts["data"] in COLOUR_DATA or
+                                         config_lib.is_user_data(opts["data"])) else (4, 8, 16))
     config_lib.make_tiny(config, limit=128, steps_per_execution=2)
   return config

@@ -9,8 +9,11 @@ Variants, as `configs/iwae.py:OPTION=VALUE,...`:
   model=vae|iwae      objective: ELBO averaged over k samples, or the IWAE bound
   k=1|5|50            importance samples while training
   layers=1|2          stochastic layers (784-200-200-50, or 784-200-200-100-100-100-50)
-  data=binarized_mnist|mnist|omniglot|fashion_mnist
-                      mnist, omniglot and fashion_mnist are dynamically binarized
+  data=binarized_mnist|mnist|omniglot|fashion_mnist|folder|arrays|tfds:NAME
+                      mnist, omniglot and fashion_mnist are dynamically binarized; folder,
+                      arrays and tfds:NAME are your own images (docs/data.md), dynamically
+                      binarized too: data=folder --config.data.path=DIR
+                      --config.data.image_size=28
   schedule=budget|paper
                       budget: 100 epochs, batch 20, Adam (ε=1e-4) at 1e-3 decayed
                       exponentially to 1e-4 by the last epoch
@@ -45,7 +48,8 @@ from tfgen import schedules
 VARIANT_DEFAULTS = dict(model="vae", k=1, layers=1, data="binarized_mnist", schedule="budget",
                         batch_norm=False, decoder="mlp", tiny=False)
 VARIANT_CHOICES = dict(model=("vae", "iwae"), layers=(1, 2),
-                       data=("binarized_mnist", "mnist", "omniglot", "fashion_mnist"),
+                       data=("binarized_mnist", "mnist", "omniglot", "fashion_mnist",
+                             *config_lib.USER_DATA),
                        schedule=("budget", "paper"), decoder=("mlp", "cppn"))
 
 
@@ -53,6 +57,8 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
+  if config_lib.is_user_data(opts["data"]):
+    config_lib.set_user_data(config, opts["data"], binarized=True)
   # Fashion-MNIST and Omniglot's usual protocol holds out fewer images than MNIST's.
   config.data.num_validation = {"omniglot": 1345}.get(opts["data"], 10000)
 

@@ -15,7 +15,9 @@ Run with the defaults:
   tfgen-sample --workdir=/tmp/made --num=16 --out=made.png
 
 Variants (configs/made.py:OPTION=VALUE,...): hidden=8000 (one hidden layer), layers=1|2,
-masks=32 (connectivities trained), eval_masks=1..masks, epochs=N, data=binarized_mnist|mnist,
+masks=32 (connectivities trained), eval_masks=1..masks, epochs=N,
+data=binarized_mnist|mnist|folder|arrays|tfds:NAME (the last three your own images, dynamically
+binarized unless --config.data.binarization=none; docs/data.md),
 ordering=natural|random, reorder=true (each connectivity after the first draws its own
 ordering), direct=true (a masked direct connection from the inputs to the outputs),
 optimizer=adam|adagrad (adagrad: the authors' constant 0.01), patience=N (early stopping:
@@ -51,7 +53,7 @@ VARIANT_DEFAULTS = dict(hidden=8000, layers=1, masks=32, eval_masks=1, epochs=10
                         data="binarized_mnist", ordering="natural", reorder=False,
                         direct=False, optimizer="adam", patience=0, init="glorot_uniform",
                         tiny=False)
-VARIANT_CHOICES = dict(layers=(1, 2), data=("binarized_mnist", "mnist"),
+VARIANT_CHOICES = dict(layers=(1, 2), data=("binarized_mnist", "mnist", *config_lib.USER_DATA),
                        ordering=("natural", "random"), optimizer=("adam", "adagrad"),
                        init=("glorot_uniform", "orthogonal"))
 
@@ -60,6 +62,8 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
+  if config_lib.is_user_data(opts["data"]):
+    config_lib.set_user_data(config, opts["data"], binarized=True)
   config.model = models.model_config(
       "made", hidden_sizes=tuple([opts["hidden"]] * opts["layers"]), num_masks=opts["masks"],
       num_eval_masks=opts["eval_masks"], ordering=opts["ordering"],

@@ -23,7 +23,8 @@ Variants, as `configs/matnet.py:OPTION=VALUE,...`:
   warmup=EPOCHS       KL warm-up: the KL weight rises linearly from 0 to 1 over EPOCHS epochs
   free_bits=NATS      free bits per module (ELBO objective only)
   epochs=N, batch=B   Adam at 1e-3 decayed exponentially to 1e-4 by the last epoch
-  data=binarized_mnist|mnist|omniglot|mnist_5k
+  data=binarized_mnist|mnist|omniglot|mnist_5k|folder|arrays|tfds:NAME
+                      the last three your own images, dynamically binarized (docs/data.md)
   tiny                a model and data small enough for tests on a CPU (with conv or fc)
 
 The paper's number: binarized MNIST test NLL ≤ 78.5 nats (IWAE bound with 2500 samples, the
@@ -41,7 +42,8 @@ VARIANT_DEFAULTS = dict(conv=False, fc=False, fc_modules=0, fc_width=256, fc_lat
                         objective="elbo", k=1, warmup=0.0, free_bits=0.0, epochs=0, batch=0,
                         data="binarized_mnist", tiny=False)
 VARIANT_CHOICES = dict(objective=("elbo", "iwae"),
-                       data=("binarized_mnist", "mnist", "omniglot", "mnist_5k"))
+                       data=("binarized_mnist", "mnist", "omniglot", "mnist_5k",
+                             *config_lib.USER_DATA))
 
 
 def get_config(arg: str = ""):
@@ -51,6 +53,8 @@ def get_config(arg: str = ""):
     raise errors.ConfigError(f"config variant {arg!r} asks for both conv and fc")
   config = config_lib.base_config()
   config.data.name = opts["data"]
+  if config_lib.is_user_data(opts["data"]):
+    config_lib.set_user_data(config, opts["data"], binarized=True)
   config.data.num_validation = {"omniglot": 1345}.get(opts["data"], 10000)
 
   config.model = model = models.model_config(

@@ -5,7 +5,9 @@ Run:
   tfgen-evaluate --workdir=/tmp/nade            # exact test NLL
   tfgen-sample --workdir=/tmp/nade --num=16 --out=nade.png
 
-Variants (configs/nade.py:OPTION=VALUE,...): hidden=500, epochs=N, data=binarized_mnist|mnist,
+Variants (configs/nade.py:OPTION=VALUE,...): hidden=500, epochs=N,
+data=binarized_mnist|mnist|folder|arrays|tfds:NAME (the last three your own images, dynamically
+binarized unless --config.data.binarization=none; docs/data.md),
 ordering=natural|random, tiny.
 
 Reference test NLL on binarized MNIST (nats): NADE 88.86 (Larochelle & Murray 2011, fixed
@@ -18,13 +20,16 @@ from tfgen import models
 
 VARIANT_DEFAULTS = dict(hidden=500, epochs=100, data="binarized_mnist", ordering="natural",
                         tiny=False)
-VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist"), ordering=("natural", "random"))
+VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", *config_lib.USER_DATA),
+                       ordering=("natural", "random"))
 
 
 def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
+  if config_lib.is_user_data(opts["data"]):
+    config_lib.set_user_data(config, opts["data"], binarized=True)
   # The sequential recurrence (hand-written gradient) compiled by XLA: 4.2-4.9x the blocked prefix sum
   # without XLA on 2 CPU cores (bench/loop_speed.py, docs/speed.md); the same numbers either way.
   config.model = models.model_config("nade", hidden_size=opts["hidden"],

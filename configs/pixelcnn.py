@@ -14,7 +14,8 @@ Colour (8-bit RGB, R | G | B channel masks; docs/autoregressive.md, "Colour imag
 Variants (configs/pixelcnn.py:OPTION=VALUE,...): blocks=15, channels=128 (paper scale),
 epochs=N, data=binarized_mnist|mnist|fashion_mnist (grey-scale sets with binarization=none
 get 256-way softmax pixels: --config.data.binarization=none) |photo_crops|celeb_a (colour,
-8-bit), output=categorical|logistic_mixture (PixelCNN++'s mixture per pixel; 8-bit data only),
+8-bit) |folder|arrays|tfds:NAME (your own images, grey or colour, 8-bit unless
+--config.data.binarization=dynamic; docs/data.md), output=categorical|logistic_mixture (PixelCNN++'s mixture per pixel; 8-bit data only),
 mixtures=M (its components; 0 keeps the model's default), tiny.
 
 Reference test NLL on binarized MNIST (nats): PixelCNN 81.30 (van den Oord et al. 2016); a
@@ -27,7 +28,7 @@ from tfgen import models
 VARIANT_DEFAULTS = dict(blocks=15, channels=128, epochs=50, data="binarized_mnist",
                         output="categorical", mixtures=0, tiny=False)
 VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist", "photo_crops",
-                             "celeb_a"),
+                             "celeb_a", *config_lib.USER_DATA),
                        output=("categorical", "logistic_mixture"))
 
 COLOUR_DATA = ("photo_crops", "celeb_a")
@@ -37,6 +38,8 @@ def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
+  if config_lib.is_user_data(opts["data"]):
+    config_lib.set_user_data(config, opts["data"], binarized=False)
   config.model = models.model_config("pixelcnn", num_blocks=opts["blocks"],
                                      channels=opts["channels"], output=opts["output"])
   if opts["mixtures"]:
@@ -54,6 +57,7 @@ def get_config(arg: str = ""):
     config.model.channels = 8
     # Colour layers split their maps into three groups: 4 maps are too few for that.
     space.channels = config_lib.search_choice(
-        "model.channels", (6, 12, 24) if opts["data"] in COLOUR_DATA else (4, 8, 16))
+        "model.channels", (6, 12, 24) if (opts["data"] in COLOUR_DATA or
+                                         config_lib.is_user_data(opts["data"])) else (4, 8, 16))
     config_lib.make_tiny(config, limit=128, steps_per_execution=2)
   return config

@@ -7,8 +7,9 @@ Run:
   tfgen-sample --workdir=/tmp/pixelsnail --mode=inpaint --num=8 --out=inpaint.png
 
 Variants (configs/pixelsnail.py:OPTION=VALUE,...): blocks=8, channels=64, heads=2, epochs=N,
-batch=32, data=binarized_mnist|mnist|fashion_mnist, conditional (class-conditional: needs a
-labelled data set such as mnist), tiny.
+batch=32, data=binarized_mnist|mnist|fashion_mnist|folder|arrays|tfds:NAME (the last three your
+own grey-scale images, 8-bit unless --config.data.binarization=dynamic; docs/data.md),
+conditional (class-conditional: needs a labelled data set such as mnist), tiny.
 
 Reference: the PyTorch zoo (pytorch-generative) reports 78.61 nats for PixelSNAIL on dynamically
 binarized MNIST; tfgen trains and tests on the fixed binarization (Larochelle & Murray). What
@@ -20,13 +21,15 @@ from tfgen import models
 
 VARIANT_DEFAULTS = dict(blocks=8, channels=64, heads=2, epochs=50, batch=32,
                         data="binarized_mnist", conditional=False, tiny=False)
-VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist"))
+VARIANT_CHOICES = dict(data=("binarized_mnist", "mnist", "fashion_mnist", *config_lib.USER_DATA))
 
 
 def get_config(arg: str = ""):
   opts = config_lib.parse_variant(arg, VARIANT_DEFAULTS, VARIANT_CHOICES)
   config = config_lib.base_config()
   config.data.name = opts["data"]
+  if config_lib.is_user_data(opts["data"]):
+    config_lib.set_user_data(config, opts["data"], binarized=False)
   config.model = models.model_config("pixelsnail", num_blocks=opts["blocks"],
                                      channels=opts["channels"], num_heads=opts["heads"],
                                      class_conditional=opts["conditional"])

@@ -15,9 +15,11 @@ max-pool blocks (32, 64 channels) before the 500-unit layer, with dropout 0.2 on
 decayed to 1e-4; batches of 100 holding 10 labelled images (docs/ssvae.md says why).
 
 Variants (configs/ssvae.py:OPTION=VALUE,...):
-  data=mnist_5k|mnist|fashion_mnist
+  data=mnist_5k|mnist|fashion_mnist|folder|arrays|tfds:NAME
                       labelled data sets; binarized_mnist and celeb_a have no labels, which M2
-                      needs (building it on them is a ConfigError)
+                      needs (building it on them is a ConfigError); folder (class sub-folders
+                      give the labels), arrays (with *_labels) and tfds:NAME are your own
+                      images (docs/data.md); labels= must then be a multiple of the classes
   labels=100          number of labelled training images (a multiple of 10)
   alpha=F             weight of the labelled cross-entropy per example (the paper: 0.1)
   latent=50, hidden=500
@@ -42,7 +44,8 @@ from tfgen import models
 VARIANT_DEFAULTS = dict(data="mnist_5k", labels=100, alpha=3.0, latent=50, hidden=500,
                         classifier="conv", dropout=0.5, input_dropout=0.2,
                         unlabelled_weight=1.0, binarize=False, epochs=100, tiny=False)
-VARIANT_CHOICES = dict(data=("mnist_5k", "mnist", "fashion_mnist"), classifier=("conv", "mlp"))
+VARIANT_CHOICES = dict(data=("mnist_5k", "mnist", "fashion_mnist", *config_lib.USER_DATA),
+                       classifier=("conv", "mlp"))
 
 
 def get_config(arg: str = ""):

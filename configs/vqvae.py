@@ -18,6 +18,9 @@ Variants (configs/vqvae.py:OPTION=VALUE,...):
   prior=pixelsnail|gated_pixelcnn|pixelcnn   stage 2's prior, over the 7×7 code grid
   data=binarized_mnist|fashion_mnist|mnist    fashion_mnist and mnist are 8-bit (discretized
                        logistic pixels); binarized_mnist is the fixed binarization (Bernoulli)
+  data=folder|arrays|tfds:NAME                your own images, 8-bit (docs/data.md): sides
+                       divisible by 4 (the encoder's two stride-2 steps), e.g. data=folder
+                       --config.data.path=DIR --config.data.image_size=28
   epochs=N, tiny
 
 Reference: the VQ-VAE paper reports no MNIST likelihood; its comparable number is a bound in
@@ -32,7 +35,7 @@ VARIANT_DEFAULTS = dict(stage=1, codes=64, code_size=32, channels=64, codebook="
                         prior="pixelsnail", data="binarized_mnist", epochs=20, tiny=False)
 VARIANT_CHOICES = dict(stage=(1, 2), codebook=("ema", "loss"),
                        prior=("pixelsnail", "gated_pixelcnn", "pixelcnn"),
-                       data=("binarized_mnist", "fashion_mnist", "mnist"))
+                       data=("binarized_mnist", "fashion_mnist", "mnist", *config_lib.USER_DATA))
 
 # Priors over a 7×7 grid: a few layers already see the whole grid.
 PRIORS = {

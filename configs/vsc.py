@@ -15,7 +15,8 @@ The plain VAE of the same architecture, the paper's baseline, is alpha=1:
       --config.data.manual_dir=../shared/data/mnist_5k
 
 Variants (configs/vsc.py:OPTION=VALUE,...):
-  data=mnist_5k|mnist|fashion_mnist|celeb_a|binarized_mnist
+  data=mnist_5k|mnist|fashion_mnist|celeb_a|binarized_mnist|folder|arrays|tfds:NAME
+                      the last three your own images, intensities as the others (docs/data.md)
   alpha=0.01          prior probability that a latent dimension is active (1: plain VAE)
   latent=N            latent dimensions (default: the paper's 200, or 800 for CelebA)
   architecture=mlp|conv
@@ -38,7 +39,8 @@ from tfgen import models
 VARIANT_DEFAULTS = dict(data="mnist_5k", alpha=0.01, latent=0, architecture="mlp",
                         likelihood="bernoulli", epochs=0, kl_warmup_epochs=-1, tiny=False)
 VARIANT_CHOICES = dict(
-    data=("mnist_5k", "mnist", "fashion_mnist", "celeb_a", "binarized_mnist"),
+    data=("mnist_5k", "mnist", "fashion_mnist", "celeb_a", "binarized_mnist",
+          *config_lib.USER_DATA),
     architecture=("mlp", "conv"), likelihood=("bernoulli", "logistic", "normal"))
 
 DEFAULT_EPOCHS = {"mnist_5k": 300, "celeb_a": 20}

@@ -426,6 +426,37 @@ def missing_field(config: ml_collections.ConfigDict, field: str) -> Optional[str
   return None
 
 
+# The `data=` choices of every config for the user's own images (docs/data.md): a folder of image
+# files (--config.data.path=DIR), an .npz file of arrays (--config.data.path=FILE.npz), or any
+# TFDS image data set (data=tfds:NAME or tfds:NAME/CONFIG).
+USER_DATA = ("folder", "arrays", "tfds:NAME")
+
+
+def is_user_data(name: str) -> bool:
+  """Whether a data set name is one of USER_DATA (a folder, arrays, tfds:NAME)."""
+  return name in ("folder", "arrays") or name.startswith("tfds:")
+
+
+def set_user_data(config: ml_collections.ConfigDict, name: str, binarized: bool) -> None:
+  """Sets config.data for USER_DATA `name`: 8-bit intensities, or dynamically binarized images
+  for models of binary pixels; `--config.data.binarization` changes it."""
+  config.data.name = name
+  config.data.binarization = "dynamic" if binarized else "none"
+
+
+def _is_choice(value, allowed) -> bool:
+  """value is one of `allowed`, where "PREFIX:NAME" admits every value starting with "PREFIX:"
+  followed by a name."""
+  for choice in allowed:
+    if isinstance(choice, str) and choice.endswith(":NAME") and isinstance(value, str):
+      prefix = choice[:-len("NAME")]
+      if value.startswith(prefix) and len(value) > len(prefix):
+        return True
+    elif value == choice:
+      return True
+  return False
+
+
 def parse_variant(arg: str, defaults: dict, choices: Optional[dict] = None) -> dict:
   """Parses a config file's variant string, "k=50,layers=2,tiny", over `defaults`.
 
@@ -463,7 +494,7 @@ def parse_variant(arg: str, defaults: dict, choices: Optional[dict] = None) -> d
       raise errors.ConfigError(f"config variant option {key}={value!r} must be "
                                f"{kind.__name__}") from e
     if key in choices:
-      if options[key] not in choices[key]:
+      if not _is_choice(options[key], choices[key]):
         allowed = ", ".join(str(c) if c != "" else "'' (the default)" for c in choices[key])
         raise errors.ConfigError(f"config variant option {key}={value!r} is not one of: "
                                  f"{allowed}")
