@@ -64,8 +64,9 @@ def resolve_manual_dir(manual_dir: str) -> Optional[str]:
 def _missing_data_message(name: str, expected: List[str], manual_dir: Optional[str],
                           cause: str) -> str:
   where = f"manual_dir {manual_dir!r}" if manual_dir else "no manual_dir"
-  return (f"data set {name!r} cannot be prepared ({where}): {cause}. It needs the files "
-          f"{', '.join(expected)} in a folder given as --config.data.manual_dir=DIR "
+  files = f"the files {', '.join(expected)}" if expected else "its original files"
+  return (f"data set {name!r} cannot be prepared ({where}): {cause}. It needs {files} "
+          f"in a folder given as --config.data.manual_dir=DIR "
           f"(or ${MANUAL_DIR_ENV}=DIR), or network access for tensorflow-datasets to download them.")
 
 
