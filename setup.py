@@ -30,6 +30,8 @@ setuptools.setup(
         "numpy>=1.26,<3",
         # tfgen-vsc-study plot draws its figures with it.
         "matplotlib>=3.8,<4",
+        # The `folder` data source decodes PNG, JPEG, BMP and GIF files with it.
+        "Pillow>=10,<13",
     ],
     extras_require={
         # pytest-xdist: the suite runs in 2 processes (pytest.ini), one test file each at a time.
