@@ -1,4 +1,4 @@
-"""The user's own images: any TFDS image set (`tfds:NAME`, TFDS mocked) and .npz arrays (`arrays`)."""
+"""The user's own images: any TFDS image set (`tfds:NAME`) and .npz arrays (`arrays`)."""
 
 import os
 import zipfile
@@ -17,6 +17,7 @@ from tfgen import train
 from tfgen.data import generic
 from tfgen.data import sources
 from tests.conftest import load_config
+from tests.conftest import shared_data
 
 # Example ids per TFDS split, so a test can tell which examples a split received.
 SPLIT_OFFSET = {"train": 0, "validation": 20000, "test": 40000, "extra": 60000}
@@ -268,6 +269,23 @@ def test_tfds_offline_without_files_is_one_line(tmp_path, monkeypatch):
       "tensorflow-datasets to download them.")
 
 
+def test_tfds_fashion_mnist_prepared_from_manual_dir(tfds_data_dir):
+  """Not mocked: real TFDS prepares the raw files offline, then its own splits and slices."""
+  config = _data_config("tfds:fashion_mnist", manual_dir=str(shared_data("fashion_mnist")),
+                        data_dir=tfds_data_dir)
+  loaded = data.load(config, batch_size=100, splits=("validation", "test"))
+  info = loaded.info
+  assert info.num_examples == {"train": 50000, "validation": 10000, "test": 10000}
+  assert info.image_shape == (28, 28, 1) and info.num_classes == 10
+  assert info.class_names[0] == "T-shirt/top" and info.class_names[-1] == "Ankle boot"
+  config.image_size, config.channels = "32", 3
+  config.tfds_splits = "train=train[:10%],validation=test[:50%],test=test[50%:]"
+  loaded = data.load(config, batch_size=100)
+  assert loaded.info.num_examples == {"train": 6000, "validation": 5000, "test": 5000}
+  batch = next(iter(loaded.train))
+  assert batch["image"].shape == (100, 32, 32, 3) and batch["label"].dtype == tf.int32
+
+
 # Shared image helpers.
 
 
@@ -478,23 +496,27 @@ def test_arrays_bad_inputs_are_one_line(case, tmp_path):
 # Models train on them.
 
 
-def test_conv_vae_trains_on_an_npz_of_28x28_grey_images(tmp_path):
+@pytest.mark.parametrize("variant,channels", [("tiny,data=arrays,binarize", 0),
+                                              ("tiny,data=arrays", 3)])
+def test_conv_vae_trains_on_an_npz_of_28x28_images(variant, channels, tmp_path):
+  """Binarized (Bernoulli pixels) and 8-bit colour (discretized logistic), as configs set them."""
   rng = np.random.RandomState(0)
   digits = (rng.rand(160, 28, 28) < np.linspace(0.1, 0.6, 28)).astype(np.uint8) * 255
   path = _npz(tmp_path / "mine.npz", train=digits[:96], validation=digits[96:128],
               test=digits[128:])
-  config = load_config("conv_vae", "tiny")
-  config.data.name, config.data.path, config.data.binarization = "arrays", path, "dynamic"
+  config = load_config("conv_vae", variant)
+  config.data.path, config.data.channels = path, channels
   config.train.num_epochs = 1
   result = train.train(config, str(tmp_path / "run"), show_progress=False)
   assert result.epoch == 1 and result.step == 96 // config.train.batch_size
   assert np.isfinite(result.validation_metrics["elbo"])
+  info = data.DataInfo.from_json(open(tmp_path / "run" / "data_info.json").read())
+  assert info.image_shape == (28, 28, channels or 1)
 
 
 def test_iwae_trains_on_tfds_mnist(tfds_dir, tmp_path):
-  config = load_config("iwae", "tiny")
-  config.data.name, config.data.data_dir = "tfds:mnist", tfds_dir
-  config.data.binarization, config.data.num_validation = "dynamic", 10
+  config = load_config("iwae", "tiny,data=tfds:mnist")
+  config.data.data_dir, config.data.num_validation = tfds_dir, 10
   config.train.num_epochs, config.train.batch_size, config.train.jit_compile = 1, 10, False
   result = train.train(config, str(tmp_path / "run"), show_progress=False)
   assert result.epoch == 1 and result.step == 5

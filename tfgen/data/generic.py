@@ -18,6 +18,7 @@ order train | validation | test (so `tfds:mnist` splits 59,600 / 400 like `mnist
 `validation_labels`, `test_labels` (0..K-1, one per image; every split or none).
 """
 
+import contextlib
 import difflib
 import os
 import re
@@ -27,11 +28,15 @@ import zipfile
 import zlib
 from typing import Dict, List, Optional, Tuple
 
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow as tf
 
 from tfgen import errors
 from tfgen.data import sources
+
+# sources.py's helpers (_tfds_builder, _cardinality, _value_range) belong to this package.
+# pylint: disable=protected-access
 
 SPLITS = ("train", "validation", "test")
 # TFDS names of a validation split, in order of preference.
@@ -56,7 +61,7 @@ def parse_image_size(value) -> Optional[Tuple[int, int]]:
   """
   if value in ("", None, 0):
     return None
-  match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?", str(value))
+  match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(value))
   if not match or int(match.group(1)) <= 0 or int(match.group(2) or 1) <= 0:
     raise errors.ConfigError(f"config.data.image_size must be \"H\" or \"HxW\" in pixels (e.g. "
                              f"\"64\" or \"28x32\"), or \"\" to keep the images' size; got "
@@ -153,10 +158,10 @@ def image_transform(size: Optional[Tuple[int, int]], channels: int, image_channe
   out_shape = tuple(size or shape) + (out_channels,)
 
   def transform(image: tf.Tensor) -> tf.Tensor:
-    image = convert_channels(image, channels)
+    # Resized first: fewer pixels to convert whichever way the channels go.
     if size is not None:
       image = resize_and_crop(image, size)
-    return tf.ensure_shape(image, out_shape)
+    return tf.ensure_shape(convert_channels(image, channels), out_shape)
 
   return transform, out_shape
 
@@ -338,12 +343,25 @@ def _tfds_label_key(features, label_key: str, name: str, tfds) -> Optional[str]:
   return labels[0] if len(labels) == 1 else None
 
 
+@contextlib.contextmanager
+def _absl_quiet():
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(verbosity)
+
+
 def _prepared_builder(tfds, tfds_name: str, config):
   """The prepared builder of tfds_name; ConfigError for an unknown name or builder config."""
   name = config.name
   base = re.split(r"[/:]", tfds_name, maxsplit=1)[0]
   try:
-    probe = tfds.builder(tfds_name, data_dir=config.get("data_dir") or None)
+    # TFDS logs at INFO that an unknown name has no prepared files before it raises, which
+    # would precede the one-line error.
+    with _absl_quiet():
+      probe = tfds.builder(tfds_name, data_dir=config.get("data_dir") or None)
   except tfds.core.registered.DatasetNotFoundError:
     close = difflib.get_close_matches(base, tfds.list_builders(with_community_datasets=False), 3)
     hint = f" (did you mean {', '.join('tfds:' + c for c in close)}?)" if close else ""
@@ -365,7 +383,7 @@ def _prepared_builder(tfds, tfds_name: str, config):
   # one with several list every config's files.
   infos = type(probe).url_infos or {}
   files = sorted({i.filename for i in infos.values()}) if len(probe.BUILDER_CONFIGS) < 2 else []
-  return sources._tfds_builder(name, tfds_name, [] if None in files else files, config)  # pylint: disable=protected-access
+  return sources._tfds_builder(name, tfds_name, [] if None in files else files, config)
 
 
 @sources.SOURCES.register("tfds", family=True)
@@ -432,7 +450,7 @@ def tfds_source(config) -> sources.RawData:
 
   splits = {s: builder.as_dataset(split=spec, shuffle_files=False, decoders=decoders).map(
       example, num_parallel_calls=tf.data.AUTOTUNE) for s, spec in specs.items()}
-  counts = {s: sources._cardinality(ds) for s, ds in splits.items()}  # pylint: disable=protected-access
+  counts = {s: sources._cardinality(ds) for s, ds in splits.items()}
   label = features[label_key] if label_key else None
   return sources.RawData(splits, counts, image_shape, config.binarization or "none",
                          num_classes=label.num_classes if label else None,
@@ -504,7 +522,7 @@ def _check_array_images(images: np.ndarray, where: str) -> np.ndarray:
   in_range = images.dtype == np.uint8 or (
       integer and images.size and images.min() >= 0 and images.max() <= 255)
   if not (good_shape and integer and in_range):
-    found = f"found {images.dtype} with {sources._value_range(images)}, shape {images.shape}"  # pylint: disable=protected-access
+    found = f"found {images.dtype} with {sources._value_range(images)}, shape {images.shape}"
     raise errors.DataError(f"{where}: {expected}, {found}")
   if images.dtype != np.uint8:
     images = images.astype(np.uint8)
@@ -567,7 +585,8 @@ def read_arrays(path: str) -> Tuple[Dict[str, np.ndarray], Optional[Dict[str, np
     return images, None
   for key in label_keys:
     if key[:-len("_labels")] not in images:
-      raise errors.DataError(f"file {path!r} has {key!r} but no images {key[:-7]!r} for them")
+      raise errors.DataError(f"file {path!r} has {key!r} but no images {key[:-len('_labels')]!r} "
+                             "for them")
   unlabelled = [s for s in images if f"{s}_labels" not in arrays]
   if unlabelled:
     raise errors.DataError(f"file {path!r} has {', '.join(label_keys)} but no "
