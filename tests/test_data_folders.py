@@ -323,23 +323,27 @@ def test_default_cache_is_in_tfds_data_folder(tmp_path):
   assert os.path.dirname(prepared.cache) == str(tmp_path / "tfds" / "tfgen_folders")
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 def test_interrupted_preparation_leaves_no_cache_and_the_next_run_prepares_afresh(
-    tmp_path, monkeypatch):
+    tmp_path, monkeypatch, parallel):
   root = _folder(tmp_path / "flat", 12)
   config = _config(root, tmp_path / "cache", split_fractions=(0.34, 0.33, 0.33))
-  real_decode, calls = folders.decode_image, []
+  if parallel:
+    monkeypatch.setattr(folders, "PARALLEL_MIN_FILES", 0)
+    monkeypatch.setattr(folders, "CHUNK_FILES", 2)
+  real_add, calls = folders._Store.add, []
 
-  def interrupted(*args):
+  def interrupted(self, *args):
     calls.append(args)
     if len(calls) == 6:
       raise KeyboardInterrupt()
-    return real_decode(*args)
+    return real_add(self, *args)
 
-  monkeypatch.setattr(folders, "decode_image", interrupted)
+  monkeypatch.setattr(folders._Store, "add", interrupted)
   with pytest.raises(KeyboardInterrupt):
     folders.prepare(config)
   assert os.listdir(tmp_path / "cache") == []
-  monkeypatch.setattr(folders, "decode_image", real_decode)
+  monkeypatch.setattr(folders._Store, "add", real_add)
   # A partial folder left by a process that died (kill -9) is removed, never read.
   dead = tmp_path / "cache" / f".partial-flat-0123.999999999@{os.uname().nodename}"
   dead.mkdir()
@@ -347,6 +351,55 @@ def test_interrupted_preparation_leaves_no_cache_and_the_next_run_prepares_afres
   prepared = folders.prepare(config)
   assert not prepared.reused and sum(prepared.info["splits"].values()) == 12
   assert os.listdir(tmp_path / "cache") == [os.path.basename(prepared.cache)]
+
+
+_INTERRUPTED_SCRIPT = """
+import os, sys, time
+from tfgen import config as config_lib, signals
+from tfgen.data import folders
+real = folders.decode_image
+def slow(*args):
+  open(os.path.join(sys.argv[3], str(os.getpid())), "w").close()  # Who decodes.
+  time.sleep(0.02)
+  return real(*args)
+folders.decode_image = slow  # The forked workers decode with it too.
+folders.PARALLEL_MIN_FILES = 0
+folders.CHUNK_FILES = 4
+config = config_lib.base_config().data
+config.path, config.cache_dir = sys.argv[1], sys.argv[2]
+with signals.handle_signals():
+  folders.prepare(config)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_preparation_stops_it_leaving_nothing(tmp_path, signal_name):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  root = _folder(tmp_path / "flat", 400)
+  cache, decoders = tmp_path / "cache", tmp_path / "decoders"
+  decoders.mkdir()
+  process = subprocess.Popen(
+      [sys.executable, "-c", _INTERRUPTED_SCRIPT, root, str(cache), str(decoders)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  deadline = time.time() + 120
+  while not (cache.exists() and any(n.startswith(".partial-") for n in os.listdir(cache))):
+    assert process.poll() is None and time.time() < deadline, process.communicate()
+    time.sleep(0.05)
+  time.sleep(0.5)  # Mid-way: 400 images at 20 ms on at most 2 workers take 4 s or more.
+  process.send_signal(getattr(signal, signal_name))
+  _, stderr = process.communicate(timeout=60)
+  assert process.returncode != 0 and "prepared 400" not in stderr, stderr
+  assert os.listdir(cache) == [], stderr
+  # It decoded in worker processes, and none outlives it.
+  pids = [int(p) for p in os.listdir(decoders)]
+  assert pids and process.pid not in pids
+  for pid in pids:
+    with pytest.raises(ProcessLookupError):
+      os.kill(pid, 0)
 
 
 def test_a_damaged_cache_is_prepared_again(tmp_path):
@@ -446,7 +499,8 @@ def test_unreadable_files_fail_naming_them(tmp_path):
   message = _message(excinfo)
   for name in ("text.png", "truncated.png", "empty.jpg"):
     assert name in message, message
-  assert "cannot identify image file" in message and "truncated" in message
+  assert "text.png: not a PNG, JPEG, BMP or GIF image" in message, message
+  assert "empty.jpg: empty file" in message and "truncated" in message
   assert not os.path.exists(tmp_path / "cache") or os.listdir(tmp_path / "cache") == []
 
 

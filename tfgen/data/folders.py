@@ -64,6 +64,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
+from PIL import UnidentifiedImageError
 import tensorflow as tf
 
 from tfgen import errors
@@ -486,10 +487,10 @@ def _read_info(cache: str) -> Optional[dict]:
       return None
     if images.shape != (count,) + shape or images.dtype != np.uint8:
       return None
-    if info.get("class_names") and not os.path.exists(
-        os.path.join(cache, f"{split}_labels.npy")):
+    needed = [f"{split}_files.json"] + ([f"{split}_labels.npy"] if info.get("class_names") else [])
+    if not all(os.path.exists(os.path.join(cache, name)) for name in needed):
       return None
-  return info
+  return info if set(info["splits"]) == set(SPLITS) else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -560,6 +561,8 @@ def decode_image(path: str, size: Optional[Tuple[int, int]], channels: int):
       warnings.simplefilter("ignore")  # Pillow's remarks on palettes, EXIF, sizes.
       with open(path, "rb") as f:
         data = f.read()
+      if not data:
+        return None, False, False, "empty file"
       with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as image:
         image.load()  # The first frame of an animation.
         if image.format == "JPEG":
@@ -572,9 +575,12 @@ def decode_image(path: str, size: Optional[Tuple[int, int]], channels: int):
         image, resized = _fit(image, size)
       return np.asarray(image, np.uint8), colour, resized, None
   except Exception as e:  # pylint: disable=broad-except  # Any file may hold anything.
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if isinstance(e, OSError) and e.strerror:
+    if isinstance(e, UnidentifiedImageError):  # Its message shows a BytesIO object.
+      reason = "not a PNG, JPEG, BMP or GIF image"
+    elif isinstance(e, OSError) and e.strerror:
       reason = e.strerror
+    else:
+      reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return None, False, False, reason
 
 
@@ -948,7 +954,8 @@ def _summary(info: dict) -> str:
           f"{counts['train']:,}, validation {counts['validation']:,}, test {counts['test']:,}; "
           f"{info.get('split_rule', '')}), ")
   classes = info.get("class_names")
-  text += f"{_count(len(classes), 'class', 'classes')} ({_names(classes)})" if classes else "no labels"
+  text += (f"{_count(len(classes), 'class', 'classes')} ({_names(classes)})" if classes
+           else "no labels")
   notes = []
   if info.get("resized"):
     notes.append(f"{info['resized']:,} resized")
