@@ -33,16 +33,6 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import numpy as np
 
-_FASHION_MNIST_DIR = flags.DEFINE_string(
-    "fashion_mnist_dir", "../shared/data/fashion_mnist",
-    "Folder of train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-*.")
-_OUT = flags.DEFINE_string("out", "/tmp/fmnist_folder", "Folder to write (must not exist).")
-_NUM_VALIDATION = flags.DEFINE_integer("num_validation", 10000,
-                                       "Last images of TFDS's train split used as validation.")
-_VERIFY = flags.DEFINE_bool("verify_with_tfds", False,
-                            "Prepare TFDS's fashion_mnist from the same files and check the "
-                            "splits match it.")
-
 # TFDS's fashion_mnist label names, in label id order.
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                "Sneaker", "Bag", "Ankle boot")
@@ -155,4 +145,14 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined only when run: bench/folder_prepare.py imports the readers above.
+  _FASHION_MNIST_DIR = flags.DEFINE_string(
+      "fashion_mnist_dir", "../shared/data/fashion_mnist",
+      "Folder of train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-*.")
+  _OUT = flags.DEFINE_string("out", "/tmp/fmnist_folder", "Folder to write (must not exist).")
+  _NUM_VALIDATION = flags.DEFINE_integer("num_validation", 10000,
+                                         "Last images of TFDS's train split used as validation.")
+  _VERIFY = flags.DEFINE_bool("verify_with_tfds", False,
+                              "Prepare TFDS's fashion_mnist from the same files and check the "
+                              "splits match it.")
   app.run(main)
