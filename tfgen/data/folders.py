@@ -8,11 +8,17 @@ extension (keras.utils.image_dataset_from_directory's list: .bmp .gif .jpeg .jpg
 anywhere below DIR; hidden files and folders (".name") are left out, symbolic links followed.
 Other files are not images and are ignored. Every image becomes grey or RGB
 (`config.data.channels`: 1, 3, or 0 for 3 when any image has colour, i.e. pixels whose R, G and B
-differ; an alpha channel is dropped, as Keras does), and is resized to `config.data.image_size`
-("H" or "HxW") keeping its aspect ratio: the largest centred box of the target's aspect ratio is
-cut out and scaled (area averaging when shrinking, bicubic when enlarging), what
-keras.utils.image_dataset_from_directory(crop_to_aspect_ratio=True) does. JPEG EXIF orientation is
+differ; an alpha channel is dropped, as Keras does; colour becomes grey with
+tf.image.rgb_to_grayscale's weights), and is resized to `config.data.image_size` ("H" or "HxW";
+"" keeps the images' own size, which must then be the same for all) keeping its aspect ratio: the
+largest centred crop of the target's aspect ratio is scaled with an antialiased bilinear filter,
+as keras.utils.image_dataset_from_directory(crop_to_aspect_ratio=True) and tfgen's tfds:NAME and
+arrays sources (generic.resize_and_crop) do, to within rounding. JPEG EXIF orientation is
 applied, so photos from phones stand upright.
+
+Binarization: "none" (8-bit intensities) unless config.data.binarization is "dynamic" (a fresh
+Bernoulli draw at every pass) or "fixed" (one draw per image, seeded by its relative path, the
+same for every run; returned as stored {0, 1} images).
 
 Splits. When DIR holds `train/`, `validation/` (or `valid/`) and `test/` they are the splits,
 as in TFDS's ImageFolder. Otherwise each file goes to train, validation or test by a hash of its
