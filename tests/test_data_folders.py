@@ -648,3 +648,24 @@ def test_conv_vae_trains_on_a_folder(tmp_path):
   with open(tmp_path / "run" / "data_info.json", encoding="utf-8") as f:
     info = json.load(f)
   assert info["name"] == "folder" and info["class_names"] == ["0", "1", "2"]
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+  root = _folder(tmp_path / "flat", 12)
+  (tmp_path / "file").write_text("a file where the cache folder should be")
+  with pytest.raises(errors.DataError, match="--config.data.cache_dir=DIR") as excinfo:
+    folders.prepare(_config(root, tmp_path / "file" / "cache",
+                            split_fractions=(0.34, 0.33, 0.33)))
+  _message(excinfo)
+  real_save = np.save
+
+  def disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(np, "save", disk_full)  # The labels, after the images: the disk fills.
+  root = _folder(tmp_path / "classes", 6, classes=("a", "b"))
+  with pytest.raises(errors.DataError, match="No space left on device; free some") as excinfo:
+    folders.prepare(_config(root, tmp_path / "cache", split_fractions=(0.34, 0.33, 0.33)))
+  _message(excinfo)
+  monkeypatch.setattr(np, "save", real_save)
+  assert os.listdir(tmp_path / "cache") == []

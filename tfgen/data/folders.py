@@ -52,6 +52,7 @@ Layout of one prepared folder (CACHE/NAME-FINGERPRINT/):
 import collections
 import contextlib
 import dataclasses
+import errno
 import gc
 import hashlib
 import io
@@ -852,9 +853,10 @@ def _check_unchanged(root: str, listing: Listing) -> None:
 
 
 def _cache_error(cache_root: str, e: OSError) -> errors.DataError:
+  advice = "free some, or set" if e.errno == errno.ENOSPC else "set"
   return _error(f"cannot write the prepared folder into {cache_root!r}: "
-                f"{e.strerror or e}; free some room, or set --config.data.cache_dir=DIR to a "
-                "writable folder with room")
+                f"{e.strerror or e}; {advice} --config.data.cache_dir=DIR to a writable folder "
+                "with room")
 
 
 def _bad_files_error(root: str, bad: List[str], stopped: bool) -> errors.DataError:
