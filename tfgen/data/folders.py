@@ -575,11 +575,12 @@ def decode_image(path: str, size: Optional[Tuple[int, int]], channels: int):
         if image.format == "JPEG":
           image = ImageOps.exif_transpose(image)
         image, colour = _grey_or_rgb(image)
-      if colour and channels == 1:
-        image = _luma(image)
       resized = False
       if size is not None:
         image, resized = _fit(image, size)
+      # After resizing, as generic.image_transform does: fewer pixels, the same grey.
+      if colour and channels == 1:
+        image = _luma(image)
       return np.asarray(image, np.uint8), colour, resized, None
   except Exception as e:  # pylint: disable=broad-except  # Any file may hold anything.
     if isinstance(e, UnidentifiedImageError):  # Its message shows a BytesIO object.
