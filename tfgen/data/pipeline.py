@@ -196,16 +196,20 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
       counts[split] = min(counts[split], config.limit)
     ds = ds.map(_shape_checked(config.name, raw.image_shape))
     ds = ds.map(_common, num_parallel_calls=tf.data.AUTOTUNE)
+    # A split larger than memory (a big folder) streams from its source at every pass.
+    fits = counts[split] * int(np.prod(raw.image_shape)) <= in_graph.MAX_BYTES
     if split == "train" and not train_for_eval:
       train_unbatched = ds
-      train_epoch = _train_epochs(ds, counts[split], raw.binarization, batch_size, seed)
+      train_epoch = _train_epochs(ds, counts[split], raw.binarization, batch_size, seed,
+                                  cache=fits, example_bytes=int(np.prod(raw.image_shape)))
       train_in_graph = functools.partial(in_graph.InGraphBatches.from_dataset, ds,
                                          counts[split], batch_size, raw.binarization, seed)
     else:
-      datasets[split] = _eval_pipeline(ds, raw.binarization, eval_batch_size)
+      datasets[split] = _eval_pipeline(ds, raw.binarization, eval_batch_size, cache=fits)
   if "train" in splits and counts["train"] < batch_size:
     raise errors.ConfigError(f"batch size {batch_size} exceeds the {counts['train']} training "
-                             f"examples of {config.name!r}")
+                             f"examples of {config.name!r}; set a smaller "
+                             "--config.train.batch_size, or add images")
   steps_per_epoch = counts["train"] // batch_size
   num_labels = config.get("num_labels", 0)
   if num_labels and "train" in splits and not train_for_eval:
@@ -222,16 +226,22 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
               train_in_graph=train_in_graph, skipped_files=list(raw.skipped_files))
 
 
-def _train_epochs(ds, num_examples, binarization, batch_size, seed):
-  """Epoch number -> that epoch's shuffled, batched training pipeline over one shared cache."""
+# The shuffle buffer of a training set holds at most this many bytes of 8-bit images.
+SHUFFLE_BUFFER_BYTES = 256 << 20
+
+
+def _train_epochs(ds, num_examples, binarization, batch_size, seed, cache: bool = True,
+                  example_bytes: int = 784):
+  """Epoch number -> that epoch's shuffled, batched training pipeline over one shared cache
+  (`cache`: where the set fits in memory; a larger one is read from its source each epoch)."""
   # Cache the 8-bit images: 4x smaller than floats, and dynamic binarization must come after.
   # Every epoch's pipeline reads this one cache, so the source is decoded only once.
-  cached = ds.cache()
+  cached = ds.cache() if cache else ds
+  buffer = min(num_examples, 70000, max(1024, SHUFFLE_BUFFER_BYTES // max(example_bytes, 1)))
 
   def train_epoch(epoch: int) -> tf.data.Dataset:
     epoch_s = epoch_seed(seed, epoch)
-    shuffled = cached.shuffle(min(num_examples, 70000), seed=epoch_s,
-                              reshuffle_each_iteration=True)
+    shuffled = cached.shuffle(buffer, seed=epoch_s, reshuffle_each_iteration=True)
     return _to_float_batches(shuffled.batch(batch_size, drop_remainder=True), binarization,
                              epoch_s)
 
@@ -315,7 +325,7 @@ def _semi_supervised_pipeline(ds, num_examples, raw, num_labels, labelled_per_ba
   return train_epoch, num_examples // num_unlabelled
 
 
-def _eval_pipeline(ds, binarization, batch_size):
+def _eval_pipeline(ds, binarization, batch_size, cache: bool = True):
   if binarization == "dynamic":
     def binarize_once(index, ex):
       seed = tf.stack([tf.constant(EVAL_BINARIZATION_SEED, tf.int64), index])
@@ -324,4 +334,5 @@ def _eval_pipeline(ds, binarization, batch_size):
   else:
     ds = ds.map(lambda ex: {**ex, "image": _to_float(ex["image"], binarization)},
                 num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  # Floats are cached only where the 8-bit images fit in memory (4x their size).
+  return (ds.cache() if cache else ds).batch(batch_size).prefetch(tf.data.AUTOTUNE)
