@@ -15,7 +15,8 @@ Variants (configs/pixelcnn.py:OPTION=VALUE,...): blocks=15, channels=128 (paper 
 epochs=N, data=binarized_mnist|mnist|fashion_mnist (grey-scale sets with binarization=none
 get 256-way softmax pixels: --config.data.binarization=none) |photo_crops|celeb_a (colour,
 8-bit) |folder|arrays|tfds:NAME (your own images, grey or colour, 8-bit unless
---config.data.binarization=dynamic; docs/data.md), output=categorical|logistic_mixture (PixelCNN++'s mixture per pixel; 8-bit data only),
+--config.data.binarization=dynamic; docs/data.md), output=categorical|logistic_mixture
+(PixelCNN++'s mixture per pixel; 8-bit data only),
 mixtures=M (its components; 0 keeps the model's default), tiny.
 
 Reference test NLL on binarized MNIST (nats): PixelCNN 81.30 (van den Oord et al. 2016); a

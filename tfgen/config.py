@@ -290,8 +290,8 @@ def save(config: ml_collections.ConfigDict, workdir: str) -> str:
 # model.recurrence (NADE) changes how the same numbers are computed, not the numbers.
 # data.path is where a folder of images (or .npz) lives: like manual_dir, it may move.
 RESUMABLE_FIELDS = ("train.num_epochs", "train.stop_after_epochs", "model.recurrence",
-                    "train.checkpoint_every_epochs", "train.eval_every_epochs", "train.steps_per_execution",
-                    "train.seconds_per_call", "train.jit_compile",
+                    "train.checkpoint_every_epochs", "train.eval_every_epochs",
+                    "train.steps_per_execution", "train.seconds_per_call", "train.jit_compile",
                     "train.max_checkpoints_to_keep", "data.manual_dir", "data.data_dir",
                     "data.cache_dir", "data.path")
 RESUMABLE_SECTIONS = ("eval.", "tuning.")

@@ -27,3 +27,10 @@ class TuningError(TfgenError):
 
 class OutputError(TfgenError):
   """An output file that cannot be written: a folder in its place, no permission, no room."""
+
+
+def first_line(error: BaseException) -> str:
+  """The first non-empty line of an exception's message (or its type's name): what a one-line
+  report quotes of an error raised by a library."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[0] if lines else type(error).__name__

@@ -478,7 +478,7 @@ def export(workdir: str, out: str, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
       archive.write_out(tmp, verbose=False)
       signatures = sorted(tf.saved_model.load(tmp).signatures)
     except (OSError, tf.errors.OpError) as e:
-      raise errors.OutputError(f"cannot write {out!r}: {_first_line(e)}") from e
+      raise errors.OutputError(f"cannot write {out!r}: {errors.first_line(e)}") from e
     description = {
         "model": config.model.name,
         "data": info.name,
@@ -574,24 +574,9 @@ def _remove_abandoned_partials(out: str, host: str) -> None:
     if owner_host != host or not pid.isdigit():
       continue
     # This process's own pid: left by an earlier process that had the same pid.
-    if int(pid) == os.getpid() or not _running(int(pid)):
+    if int(pid) == os.getpid() or not files.process_alive(int(pid)):
       shutil.rmtree(path, ignore_errors=True)
       logging.info("removed %s, left by an export that was killed", path)
-
-
-def _running(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # Another user's process.
-    return True
-  return True
-
-
-def _first_line(error: BaseException) -> str:
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return lines[0] if lines else type(error).__name__
 
 
 def _test_nll(workdir: str) -> Optional[Dict]:

@@ -100,7 +100,7 @@ def read_json(path: str, kind: Optional[type] = None, keys: Sequence[str] = (),
   try:
     value = json.loads(raw.decode("utf-8"))
   except (UnicodeDecodeError, ValueError) as e:
-    problem = "empty" if not raw.strip() else f"not valid JSON: {_first_line(e)}"
+    problem = "empty" if not raw.strip() else f"not valid JSON: {errors.first_line(e)}"
     raise DamagedFileError(path, problem, advice) from e
   if kind is not None and not isinstance(value, kind):
     raise DamagedFileError(path, f"a JSON {_json_type(value)} where a JSON "
@@ -176,11 +176,6 @@ def _json_type(value) -> str:
           type(None): "null"}.get(type(value), "number")
 
 
-def _first_line(error: BaseException) -> str:
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return lines[0] if lines else type(error).__name__
-
-
 def _split_at_markers(path: str, begin: str, end: str) -> Tuple[str, str, str]:
   with open(path, encoding="utf-8") as f:
     text = f.read()
@@ -211,3 +206,14 @@ def replace_between_markers(path: str, begin: str, end: str, block: str) -> None
   """
   head, _, tail = _split_at_markers(path, begin, end)
   write_text(path, f"{head}{begin}\n{block}\n{end}{tail}")
+
+
+def process_alive(pid: int) -> bool:
+  """Whether process `pid` of this machine is running (a process of another user counts)."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except OSError:  # Alive, of another user.
+    return True
+  return True

@@ -389,8 +389,6 @@ def _result_problem(result, name: str, table: str) -> str:
   return ""
 
 
-
-
 def _finished(result: Optional[Dict], entry: Entry, target: int) -> bool:
   """Whether a result already covers `target` epochs under the entry's protocol."""
   return (result is not None and _trained_to(result["epochs"], target)
@@ -419,16 +417,6 @@ def _pid_start(pid: int) -> Optional[str]:
       return f.read().rsplit(")", 1)[1].split()[19]
   except (OSError, IndexError):
     return None
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # Another user's process.
-    return True
-  return True
 
 
 def _claim_text(command: str) -> str:
@@ -472,7 +460,7 @@ def stale_reason(path: str, holder: Optional[Dict]) -> str:
   if holder.get("host") != socket.gethostname():
     return ""
   pid = holder["pid"]
-  if not _alive(pid):
+  if not files.process_alive(pid):
     return f"process {pid} is no longer running"
   if holder.get("pid_start") and _pid_start(pid) not in (None, holder["pid_start"]):
     return f"process {pid} is no longer running (its pid was reused)"

@@ -231,7 +231,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str, partial: bool 
         status.expect_partial()
     except Exception as e:  # A damaged file raises OpError, IndexError, ValueError, ...; pylint: disable=broad-except
       logging.warning("checkpoint %s cannot be restored (%s); trying an older one", path,
-                      _first_line(e))
+                      errors.first_line(e))
       failures.append((path, e))
       continue
     if repair:
@@ -242,11 +242,6 @@ def restore_newest(checkpoint: tf.train.Checkpoint, workdir: str, partial: bool 
   if failures:
     raise errors.WorkdirError(_unrestorable_message(directory, failures))
   return None
-
-
-def _first_line(error: BaseException) -> str:
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return lines[0] if lines else type(error).__name__
 
 
 def _unrestorable_message(directory: str, failures) -> str:
@@ -260,11 +255,11 @@ def _unrestorable_message(directory: str, failures) -> str:
   if unreadable:
     path, error = unreadable[0]
     return (f"{directory!r} holds checkpoints but none can be restored: their files are "
-            f"unreadable (first: {os.path.basename(path)}: {_first_line(error)}). On disk: "
+            f"unreadable (first: {os.path.basename(path)}: {errors.first_line(error)}). On disk: "
             f"{what}. Nothing was written; restore them from a backup, or move them away (or "
             "use a new --workdir) to start afresh")
   return (f"{directory!r} holds checkpoints that do not fit this model "
-          f"({_first_line(failures[0][1])}). On disk: {what}. Was the config changed? "
+          f"({errors.first_line(failures[0][1])}). On disk: {what}. Was the config changed? "
           "Use a new --workdir")
 
 

@@ -301,7 +301,7 @@ def usage_message(argv, error: BaseException) -> str:
     try:
       config = _load_config(config_arg)
     except Exception as e:  # pylint: disable=broad-except
-      return f"config file {path!r} cannot be loaded: {type(e).__name__}: {_first_line(e)}"
+      return f"config file {path!r} cannot be loaded: {type(e).__name__}: {errors.first_line(e)}"
   if config is not None:
     from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
     for field in _override_fields(argv):
@@ -309,19 +309,14 @@ def usage_message(argv, error: BaseException) -> str:
       if message:
         return message
   if isinstance(error, flags.Error):
-    return _first_line(error)
-  return f"{type(error).__name__}: {_first_line(error)}"
+    return errors.first_line(error)
+  return f"{type(error).__name__}: {errors.first_line(error)}"
 
 
 def _load_config(config_arg: str):
   """get_config(VARIANT) of the config file in --config=FILE[:VARIANT]."""
   from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
   return config_lib.load_file(config_arg)
-
-
-def _first_line(error: BaseException) -> str:
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return lines[0] if lines else type(error).__name__
 
 
 def _parse_flags(program: str):
@@ -354,7 +349,7 @@ def _reporting_usage_errors(main):
     try:
       return main(argv)
     except app.UsageError as e:
-      raise _CommandLineError(_first_line(e)) from e
+      raise _CommandLineError(errors.first_line(e)) from e
 
   return wrapped
 

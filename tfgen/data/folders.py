@@ -444,16 +444,6 @@ def _cache_name(root: str, key: str) -> str:
   return f"{base}-{key}"
 
 
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except OSError:  # Alive, of another user.
-    return True
-  return True
-
-
 def _remove_abandoned_partials(cache_root: str) -> None:
   """Removes partial preparations whose process is gone (this machine) or that are old."""
   host = socket.gethostname()
@@ -470,7 +460,7 @@ def _remove_abandoned_partials(cache_root: str) -> None:
     owner, _, owner_host = name.rpartition("@")
     pid = owner.rpartition(".")[2]
     try:
-      dead = owner_host == host and pid.isdigit() and not _pid_alive(int(pid))
+      dead = owner_host == host and pid.isdigit() and not files_lib.process_alive(int(pid))
       if dead or now - os.path.getmtime(path) > STALE_PARTIAL_S:
         shutil.rmtree(path, ignore_errors=True)
     except OSError:
