@@ -133,3 +133,34 @@ def untrained_vqvae_run(image_shape=(28, 28, 1)) -> str:
       checkpoint_number=1)
   _STAGE1_RUNS[image_shape] = workdir
   return workdir
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
+  """A finished tiny VAE run (2 epochs, checkpoints at steps 8 and 16), one per test module;
+  tests that change it work on `run_copy`."""
+  from tfgen import train  # pylint: disable=g-import-not-at-top
+  config = load_config("iwae", "tiny")
+  config.data.manual_dir, config.data.data_dir = str(binarized_mnist_dir), tfds_data_dir
+  workdir = str(tmp_path_factory.mktemp("trained") / "run")
+  train.train(config, workdir, show_progress=False)
+  return workdir
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+  """A copy of the module's trained run, for one test to change."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained_run, workdir)
+  return workdir
+
+
+def data_config(name, **fields):
+  """config.data of the base config for data set `name`, with `fields` set."""
+  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config().data
+  config.name = name
+  for key, value in fields.items():
+    config[key] = value
+  return config

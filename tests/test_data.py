@@ -11,15 +11,8 @@ from tfgen import config as config_lib
 from tfgen import data
 from tfgen import errors
 from tfgen.data import sources
+from tests.conftest import data_config as _data_config
 from tests.conftest import shared_data
-
-
-def _data_config(name, **fields):
-  config = config_lib.base_config().data
-  config.name = name
-  for key, value in fields.items():
-    config[key] = value
-  return config
 
 
 def _images(ds):

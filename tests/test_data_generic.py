@@ -16,6 +16,7 @@ from tfgen import errors
 from tfgen import train
 from tfgen.data import generic
 from tfgen.data import sources
+from tests.conftest import data_config as _data_config
 from tests.conftest import load_config
 from tests.conftest import shared_data
 
@@ -23,14 +24,6 @@ from tests.conftest import shared_data
 SPLIT_OFFSET = {"train": 0, "validation": 20000, "test": 40000, "extra": 60000}
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck"]
-
-
-def _data_config(name, **fields):
-  config = config_lib.base_config().data
-  config.name = name
-  for key, value in fields.items():
-    config[key] = value
-  return config
 
 
 def _one_line(excinfo):

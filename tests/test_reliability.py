@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import cli
 from tests.conftest import REPO
 from tests.conftest import load_config
 from tfgen import config as config_lib
@@ -30,33 +31,8 @@ from tfgen.apps import common
 
 TINY = "configs/iwae.py:tiny"
 STEPS_PER_EPOCH = 256 // 32  # The tiny config: 256 training images, batch 32.
-
-
-def _script(name):
-  path = os.path.join(os.path.dirname(sys.executable), name)
-  if not os.path.exists(path):
-    pytest.fail(f"console script {name} is not installed; run pip install -e .")
-  return path
-
-
-def _env():
-  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-
-
-def _run(args):
-  return subprocess.run(args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
-
-
-def _tfgen_lines(stderr: str, program: str):
-  """What tfgen itself printed to stderr (TensorFlow's C++ start-up log lines left out)."""
-  return [line for line in stderr.splitlines() if line.startswith(f"{program}:")]
-
-
-def _assert_one_clear_line(result, program: str, message: str):
-  assert result.returncode != 0
-  assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  lines = _tfgen_lines(result.stderr, program)
-  assert len(lines) == 1 and message in lines[0], result.stderr[-3000:]
+_script, _env, _run, _tfgen_lines = cli.script, cli.env, cli.run, cli.tfgen_lines
+_assert_one_clear_line = cli.assert_one_clear_line
 
 
 def _checkpoint_steps(workdir):
@@ -66,23 +42,6 @@ def _checkpoint_steps(workdir):
 
 def _weights(workdir):
   return [w.numpy() for w in evaluate.load_trained(workdir, splits=()).model.weights]
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
-  """A finished tiny run (2 epochs); tests work on copies of it."""
-  config = load_config("iwae", "tiny")
-  config.data.manual_dir, config.data.data_dir = str(binarized_mnist_dir), tfds_data_dir
-  workdir = str(tmp_path_factory.mktemp("reliability") / "run")
-  train.train(config, workdir, show_progress=False)
-  return workdir
-
-
-@pytest.fixture
-def run_copy(trained_run, tmp_path):
-  workdir = str(tmp_path / "run")
-  shutil.copytree(trained_run, workdir)
-  return workdir
 
 
 # --- Signals and schedulers -----------------------------------------------------------------

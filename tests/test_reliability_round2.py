@@ -18,6 +18,7 @@ import time
 import pytest
 import tensorflow as tf
 
+from tests import cli
 from tests.conftest import REPO
 from tests.conftest import load_config
 from tests.conftest import untrained_vqvae_run
@@ -34,34 +35,11 @@ from tfgen.models import vqvae
 
 TINY = "configs/iwae.py:tiny"
 STEPS_PER_EPOCH = 256 // 32  # The tiny config: 256 training images, batch 32.
-
-
-def _script(name):
-  path = os.path.join(os.path.dirname(sys.executable), name)
-  if not os.path.exists(path):
-    pytest.fail(f"console script {name} is not installed; run pip install -e .")
-  return path
-
-
-def _env():
-  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-
-
-def _run(args):
-  return subprocess.run(args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
-
-
-def _tfgen_lines(stderr: str, program: str):
-  """What tfgen itself printed to stderr as a verdict (`PROGRAM: ...`)."""
-  return [line for line in stderr.splitlines() if line.startswith(f"{program}:")]
+_script, _env, _run, _tfgen_lines = cli.script, cli.env, cli.run, cli.tfgen_lines
 
 
 def _assert_one_clear_line(result, program: str, message: str) -> str:
-  assert result.returncode == 1, result.stderr[-3000:]
-  assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  lines = _tfgen_lines(result.stderr, program)
-  assert len(lines) == 1 and message in lines[0], result.stderr[-3000:]
-  return lines[0]
+  return cli.assert_one_clear_line(result, program, message, exit_code=1)
 
 
 def _warnings(stderr: str, text: str):
@@ -94,23 +72,6 @@ def _cut_short(path):
     content = f.read()
   with open(path, "wb") as f:
     f.write(content[:len(content) // 2])
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, binarized_mnist_dir, tfds_data_dir):
-  """A finished tiny run (2 epochs, checkpoints at steps 8 and 16); tests work on copies."""
-  config = load_config("iwae", "tiny")
-  config.data.manual_dir, config.data.data_dir = str(binarized_mnist_dir), tfds_data_dir
-  workdir = str(tmp_path_factory.mktemp("round2") / "run")
-  train.train(config, workdir, show_progress=False)
-  return workdir
-
-
-@pytest.fixture
-def run_copy(trained_run, tmp_path):
-  workdir = str(tmp_path / "run")
-  shutil.copytree(trained_run, workdir)
-  return workdir
 
 
 # --- 3. tfgen-export --out ------------------------------------------------------------------
