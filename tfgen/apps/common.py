@@ -102,9 +102,8 @@ def device_summary(gpu_names, cpu_count: int, nvidia_driver: bool) -> str:
 
 
 def _cpu_count() -> int:
-  if hasattr(os, "sched_getaffinity"):  # The cores this process may use (taskset, cgroups).
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
+  affinity = getattr(os, "sched_getaffinity", None)  # Linux: the cores this process may use.
+  return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -256,7 +255,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
       return None
     sys.meta_path.remove(self)  # Once: a later import, even one retried after failing, is plain.
     spec = importlib.util.find_spec(fullname)
-    if spec is not None and hasattr(spec.loader, "exec_module"):
+    if spec is not None and getattr(spec.loader, "exec_module", None) is not None:
       spec.loader = _QuietTensorFlowLoader(spec.loader)
     return spec
 

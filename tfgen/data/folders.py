@@ -980,10 +980,13 @@ def _records(path: str, count: int, shape: Tuple[int, int, int]) -> tf.data.Data
 
 def _fixed_binarization(example):
   """{0, 1} pixels drawn once with probabilities intensity / 255, seeded by the image's path."""
-  seed = tf.stack([tf.constant(FIXED_BINARIZATION_SEED, tf.int64), example.pop("key")])
+  # A new dict, not example.pop(): tf.data may trace this function more than once with the
+  # same input structure, which must not change between traces.
+  seed = tf.stack([tf.constant(FIXED_BINARIZATION_SEED, tf.int64), example["key"]])
   uniform = tf.random.stateless_uniform(tf.shape(example["image"]), seed=seed)
   probability = tf.cast(example["image"], tf.float32) / 255.0
-  return {**example, "image": tf.cast(uniform < probability, tf.uint8)}
+  return {**{k: v for k, v in example.items() if k != "key"},
+          "image": tf.cast(uniform < probability, tf.uint8)}
 
 
 def _path_keys(names: List[str]) -> np.ndarray:
