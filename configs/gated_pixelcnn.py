@@ -17,7 +17,7 @@ data=folder|arrays|tfds:NAME (your own images, grey or colour, 8-bit unless
 --config.data.binarization=dynamic; docs/data.md; e.g. data=folder --config.data.path=DIR
 --config.data.image_size=28; conditional needs class sub-folders or labels),
 conditional (class-conditional: needs a labelled data set such as mnist; sample a chosen digit
-with tfgen-sample --labels=3), output=categorical|logistic_mixture (PixelCNN++'s mixture per
+with tfgen-sample --label=3), output=categorical|logistic_mixture (PixelCNN++'s mixture per
 pixel; 8-bit data only), mixtures=M (its components; 0 keeps the model's default), tiny.
 
 Reference: a PyTorch zoo reports 81.50 nats for Gated PixelCNN on dynamically binarized MNIST.
