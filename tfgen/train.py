@@ -167,8 +167,7 @@ class Trainer:
     # outside). On one replica that is the whole update, so the optimizer's many small per-weight
     # ops fuse too; on several, the optimizer's cross-replica update stays outside and XLA
     # compiles the loss, gradients and statistics.
-    one_replica = strategy.num_replicas_in_sync == 1 and not isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    one_replica = strategy.num_replicas_in_sync == 1 and not _is_multi_worker(strategy)
     self._gradients, self._update = self._gradients_fn, self._update_fn
     self._compiled_steps = None
     if self.jit_compile and one_replica:

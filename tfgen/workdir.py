@@ -159,12 +159,14 @@ def _describe(path: str) -> str:
   return f"{os.path.basename(path)} ({sizes})"
 
 
-def _size(num_bytes: int) -> str:
-  for unit in ("B", "kB", "MB", "GB"):
-    if num_bytes < 1000 or unit == "GB":
-      return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
+def _size(num_bytes: float) -> str:
+  if num_bytes < 1000:
+    return f"{num_bytes:.0f} B"
+  for unit in ("kB", "MB"):
     num_bytes /= 1000
-  return ""
+    if num_bytes < 1000:
+      return f"{num_bytes:.1f} {unit}"
+  return f"{num_bytes / 1000:.1f} GB"
 
 
 def remove_partial_checkpoints(workdir: str) -> List[str]:
@@ -266,15 +268,11 @@ def _unrestorable_message(directory: str, failures) -> str:
 def _is_mismatch(error: BaseException) -> bool:
   """Whether a restore failed because the checkpoint holds another model, not because its
   files are damaged."""
-  if isinstance(error, (tf.errors.DataLossError, tf.errors.NotFoundError, IndexError,
-                        UnicodeDecodeError)):
-    return False
-  if isinstance(error, tf.errors.OpError):
-    return False
-  text = str(error)
-  return isinstance(error, (AssertionError, ValueError)) and (
-      "shape" in text.lower() or "unresolved object" in text.lower() or
-      "matched" in text.lower())
+  if isinstance(error, (tf.errors.OpError, IndexError, UnicodeDecodeError)):
+    return False  # Its files could not be read.
+  text = str(error).lower()
+  return isinstance(error, (AssertionError, ValueError)) and any(
+      word in text for word in ("shape", "unresolved object", "matched"))
 
 
 UNREADABLE_DIR = "unreadable"
