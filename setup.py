@@ -9,6 +9,9 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["tfgen", "tfgen.*"]),
+    # The presets (tfgen/presets/NAME/card.json and weights.npz, docs/presets.md) ship with the
+    # package; all together within 30 MB.
+    package_data={"tfgen.presets": ["*/card.json", "*/weights.npz"]},
     python_requires=">=3.10,<3.13",
     install_requires=[
         "tensorflow>=2.21,<2.22",
@@ -48,6 +51,7 @@ setuptools.setup(
             "tfgen-cppn=tfgen.apps.cppn:run",
             "tfgen-reproduce=tfgen.apps.reproduce:run",
             "tfgen-vsc-study=tfgen.apps.vsc_study:run",
+            "tfgen-presets=tfgen.apps.presets:run",
         ],
     },
 )

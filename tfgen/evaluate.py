@@ -93,6 +93,18 @@ def training_process(workdir: str) -> Optional[int]:
   return files.lock_holder(os.path.join(workdir, workdir_lib.LOCK_FILE))
 
 
+def check_sizes(**sizes) -> Dict:
+  """The sizes given (not None); 0 or less is a mistake, not a request for the default.
+
+  Raises:
+    ConfigError: a size below 1.
+  """
+  for name, value in sizes.items():
+    if value is not None and value < 1:
+      raise errors.ConfigError(f"{name} must be >= 1, got {value}")
+  return {name: value for name, value in sizes.items() if value is not None}
+
+
 def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
              split: Optional[str] = None, batch_size: Optional[int] = None,
              chunk_size: Optional[int] = None, show_progress: bool = True,
@@ -116,21 +128,61 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   Raises:
     ConfigError: a size below 1; WorkdirError: no run or checkpoint in workdir.
   """
-  sizes = dict(num_importance_samples=num_importance_samples, batch_size=batch_size,
-               chunk_size=chunk_size)
-  for name, value in sizes.items():
-    # None means the config's value; 0 is a mistake, not a request for the default.
-    if value is not None and value < 1:
-      raise errors.ConfigError(f"{name} must be >= 1, got {value}")
+  sizes = check_sizes(num_importance_samples=num_importance_samples, batch_size=batch_size,
+                       chunk_size=chunk_size)
   config = config_lib.load_from_workdir(workdir)
   ev = config.eval
-  ev.update({name: value for name, value in sizes.items() if value is not None})
+  ev.update(sizes)
   ev.split = split or ev.split
   trained = load_trained(workdir, config, splits=(ev.split,))
-  data, model = trained.data, trained.model
+  results = {"workdir": os.path.abspath(workdir), "checkpoint": trained.checkpoint,
+             "step": trained.step}
+  results.update(evaluate_model(trained.model, config, trained.data,
+                                show_progress=show_progress, classify_codes=classify_codes))
+  path = results_path(workdir, ev.split, ev.num_importance_samples)
+  files.write_json(path, results)
+  results["json"] = path
+  logging.info("wrote %s", path)
+  return results
+
+
+def evaluate_model(model: models.GenerativeModel, config: ml_collections.ConfigDict,
+                   data: Optional[data_lib.Data] = None, show_progress: bool = True,
+                   classify_codes: bool = True, num_examples: Optional[int] = None) -> Dict:
+  """Evaluates a built model under `config.eval` (k, split, batch and chunk sizes) on the data
+  set of `config.data`: what tfgen-evaluate reports, for a run's model or a preset's.
+
+  Batch i of the split is evaluated with the seed (config.seed + 1, i), so the same model, config
+  and examples give the same figures.
+
+  Args:
+    model: a built model with its weights.
+    config: the config it was trained with (its `eval`, `data` and `seed` are read).
+    data: the loaded data holding config.eval.split (default: loaded from config.data).
+    show_progress: draw a progress bar.
+    classify_codes: as for evaluate().
+    num_examples: only the first this many examples of the split (default: all of them), in
+      batches of config.eval.batch_size as the whole split is.
+
+  Returns:
+    The results dict (model, data, split, num_examples, nll_nats, nll_bits_per_dim, the model's
+    terms, seconds, ...).
+
+  Raises:
+    ConfigError: num_examples below 1.
+  """
+  check_sizes(num_examples=num_examples)
+  ev = config.eval
+  if data is None:
+    data = data_lib.load(config.data, config.train.batch_size, ev.batch_size, seed=config.seed,
+                         splits=(ev.split,))
   k = ev.num_importance_samples
   model.importance_chunk_size = ev.chunk_size
   dataset = data.split(ev.split)
+  total = data.info.num_examples[ev.split]
+  if num_examples is not None and num_examples < total:
+    dataset = dataset.unbatch().take(num_examples).batch(ev.batch_size)
+    total = num_examples
 
   # XLA needs static shapes: the last batch of a split may be smaller, which costs one more
   # compilation, not a fallback.
@@ -139,7 +191,7 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
     return model.evaluation_terms(batch, seed, k)
 
   start = time.perf_counter()
-  num_batches = math.ceil(data.info.num_examples[ev.split] / ev.batch_size)
+  num_batches = math.ceil(total / ev.batch_size)
   progbar = keras.utils.Progbar(num_batches, verbose=1 if show_progress else 0, unit_name="batch")
   sums, count, collected = {}, 0, {}
   for i, batch in enumerate(dataset):
@@ -155,9 +207,6 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   num_pixels = int(np.prod(data.info.image_shape))
   nll = -sums.pop("log_prob") / count
   results = {
-      "workdir": os.path.abspath(workdir),
-      "checkpoint": trained.checkpoint,
-      "step": trained.step,
       "model": config.model.name,
       "data": data.info.name,
       "binarization": data.info.binarization,
@@ -181,10 +230,6 @@ def evaluate(workdir: str, num_importance_samples: Optional[int] = None,
   results["finish_seconds"] = time.perf_counter() - start
   results["seconds"] = seconds
   results["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  path = results_path(workdir, ev.split, k)
-  files.write_json(path, results)
-  results["json"] = path
-  logging.info("wrote %s", path)
   return results
 
 

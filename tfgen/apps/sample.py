@@ -9,6 +9,8 @@
   tfgen-sample --workdir=/tmp/vsc --mode=traversal --num_images=4 --out=traversal.png
   tfgen-sample --workdir=/tmp/vsc --mode=conditional --label=3 --num=8 --out=threes.png
   tfgen-sample --workdir=/tmp/vae_cppn --mode=hires_samples --scale=4 --out=x4.png  # 112x112
+  tfgen-sample --preset=vae_binarized_mnist --num=64 --out=x.png   # a model shipped with tfgen
+  tfgen-sample --list_presets                                       # the presets (tfgen-presets)
 """
 
 from absl import app
@@ -19,6 +21,11 @@ from tfgen.apps import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Working directory of a training run.")
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "A SavedModel written by tfgen-export.")
+_PRESET = flags.DEFINE_string("preset", None, "A trained model shipped with tfgen "
+                              "(--list_presets lists them).")
+_LIST_PRESETS = flags.DEFINE_bool("list_presets", False, "Print the presets' table and exit.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "--preset with a mode that starts from "
+                                  "test images: where its data set's files are.")
 _NUM = flags.DEFINE_integer("num", 64, "Number of images.", lower_bound=1)
 _OUT = flags.DEFINE_string("out", "samples.png", "PNG file to write.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same images.")
@@ -43,12 +50,32 @@ _MEAN = flags.DEFINE_bool("mean", True, "Show pixel probabilities of the last co
 _SCALE = flags.DEFINE_float("scale", 0.0, "Modes that render at any resolution (hires_samples, "
                             "hires_reconstructions): times the training resolution (0: the "
                             "mode's default, 4).", lower_bound=0.0)
-flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model"], required=True)
+flags.mark_flags_as_mutual_exclusive(["workdir", "saved_model", "preset"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _LIST_PRESETS.value:
+    from tfgen import presets  # pylint: disable=g-import-not-at-top
+    print(presets.format_table())
+    return
+  if not (_WORKDIR.value or _SAVED_MODEL.value or _PRESET.value):
+    raise app.UsageError("give one of --workdir, --saved_model or --preset (--list_presets "
+                         "lists the presets)")
+  if _PRESET.value:
+    from tfgen import errors, presets  # pylint: disable=g-import-not-at-top
+    presets.card(_PRESET.value)  # An unknown preset is refused before TensorFlow's import.
+    if _SCALE.value or _INPAINT.value:
+      raise errors.ConfigError("--scale and --inpaint need --workdir; with --preset use "
+                               "--mode=NAME")
+    common.import_keras()
+    logging.set_verbosity(logging.WARNING)
+    path = presets.sample_grid(_PRESET.value, _NUM.value, _OUT.value, seed=_SEED.value,
+                               num_columns=_COLUMNS.value, mean=_MEAN.value, mode=_MODE.value,
+                               label=_LABEL.value, manual_dir=_MANUAL_DIR.value)
+    print(f"wrote {_MODE.value} grid to {path}")
+    return
   if not _SAVED_MODEL.value:
     from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
     # A workdir without a run is refused before TensorFlow's import (seconds).
