@@ -6,9 +6,10 @@ missing config file, bad value, an unexpected argument), also one line; 130 afte
 (SIGINT) and 143 after SIGTERM, both once the program has saved what it can (tfgen-train writes
 a checkpoint on its way out).
 
-And a quiet start: TensorFlow's start-up lines (oneDNN, its CUDA probe on a machine without a GPU)
-are filtered out of its import (quiet_tensorflow_start), and a program that runs a model says in
-one line which devices it runs on (import_keras).
+And a quiet, lean start: TensorFlow's start-up lines (oneDNN, its CUDA probe on a machine without
+a GPU) are filtered out of its import (quiet_tensorflow_start), Keras is imported without the
+scikit-learn and matplotlib it would import for features tfgen does not use (lean_keras_start),
+and a program that runs a model says in one line which devices it runs on (import_keras).
 """
 
 import collections
@@ -44,24 +45,109 @@ _devices_said = False
 _gpu_names = None
 
 
-def import_keras() -> None:
-  """Imports Keras (and TensorFlow) without scikit-learn, and says which devices the run uses.
+# Modules Keras imports with itself only for features no tfgen command uses through Keras: its
+# scikit-learn wrappers (scikit-learn and SciPy's statistics, 0.75 s of a command's start-up) and
+# its image-gallery plots (matplotlib.pyplot, 0.3 s).
+_KERAS_EXTRAS = ("sklearn", "matplotlib")
+# Keras's modules that keep matplotlib as a global, set to None when it could not be imported:
+# {module: {global name: module it stands for}}.
+_KERAS_PLOTS = {
+    "keras.src.visualization.plot_image_gallery": {"plt": "matplotlib.pyplot"},
+    "keras.src.visualization.plot_bounding_box_gallery": {"patches": "matplotlib.patches"},
+}
 
-  Keras imports scikit-learn, when installed, only for its scikit-learn wrappers, which tfgen
-  never uses; skipping it saves 0.75 s of a command's start-up. The one user of scikit-learn
-  here, keras-tuner's Bayesian oracle (tfgen-tune), imports it later, and that import works as
-  usual. In a program started by run(), the first call prints one line on stderr, e.g.
+
+class _ImportedWhenUsed:
+  """Stands for a module, which is imported on first use (for Keras's plots, see below)."""
+
+  def __init__(self, name: str):
+    self._name = name
+
+  def __getattr__(self, attribute):
+    return getattr(importlib.import_module(self._name), attribute)
+
+
+@contextlib.contextmanager
+def _keras_extras_hidden():
+  """Within it, importing scikit-learn or matplotlib raises ImportError (unless imported before).
+
+  Keras treats both as optional and carries on without them. Afterwards both import as usual
+  (keras-tuner's Bayesian oracle in tfgen-tune imports scikit-learn, tfgen-vsc-study plots with
+  matplotlib), and Keras's own plots (keras.visualization) get a matplotlib that is imported when
+  they are first used. Only Keras's scikit-learn wrappers (keras.wrappers) stay unavailable.
+  """
+  hidden = [name for name in _KERAS_EXTRAS if name not in sys.modules]
+  for name in hidden:
+    sys.modules[name] = None  # Makes `import NAME` raise ImportError.
+  try:
+    yield
+  finally:
+    for name in hidden:
+      if sys.modules.get(name, 0) is None:
+        del sys.modules[name]
+    if importlib.util.find_spec("matplotlib") is not None:
+      for module_name, names in _KERAS_PLOTS.items():
+        module = sys.modules.get(module_name)
+        for name, stands_for in names.items():
+          if module is not None and getattr(module, name, 0) is None:
+            setattr(module, name, _ImportedWhenUsed(stands_for))
+
+
+class _LeanKerasLoader(importlib.abc.Loader):
+  """Executes `keras` or `tensorflow` (which imports Keras) with Keras's extras hidden."""
+
+  def __init__(self, loader):
+    self._loader = loader
+
+  def create_module(self, spec):
+    return self._loader.create_module(spec)
+
+  def exec_module(self, module):
+    module.__spec__.loader = module.__loader__ = self._loader
+    with _keras_extras_hidden():
+      self._loader.exec_module(module)
+
+
+class _LeanKerasImport(importlib.abc.MetaPathFinder):
+  """Finds the first of `keras` and `tensorflow` to be imported and loads it with _LeanKerasLoader.
+
+  Whichever comes first imports the other while it executes, so once is enough.
+  """
+
+  def find_spec(self, fullname, path=None, target=None):
+    del path, target  # Only top-level modules are asked about.
+    if fullname not in ("keras", "tensorflow"):
+      return None
+    sys.meta_path.remove(self)
+    spec = importlib.util.find_spec(fullname)  # Through quiet_tensorflow_start's finder too.
+    if spec is not None and getattr(spec.loader, "exec_module", None) is not None:
+      spec.loader = _LeanKerasLoader(spec.loader)
+    return spec
+
+
+def lean_keras_start() -> None:
+  """Makes the first import of Keras, wherever it happens, skip scikit-learn and matplotlib.
+
+  An import hook, like quiet_tensorflow_start's: Keras is imported by whatever needs it first (a
+  config file's checks while the flags are parsed import tfgen.models), and TensorFlow imports
+  Keras too. See _keras_extras_hidden for what Keras then lacks (its scikit-learn wrappers).
+  """
+  if "keras" not in sys.modules and "tensorflow" not in sys.modules and not any(
+      isinstance(finder, _LeanKerasImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _LeanKerasImport())
+
+
+def import_keras() -> None:
+  """Imports Keras (and TensorFlow) without its extras, and says which devices the run uses.
+
+  The extras are the scikit-learn and matplotlib that Keras would import for features tfgen does
+  not use (_keras_extras_hidden); skipping them saves about 1 s of a command's start-up. In a
+  program started by run(), the first call prints one line on stderr, e.g.
   `tfgen-train running on CPU (2 cores), no GPU`.
   """
   if "keras" not in sys.modules:
-    hidden = "sklearn" not in sys.modules
-    if hidden:
-      sys.modules["sklearn"] = None  # Makes `import sklearn` raise ImportError.
-    try:
+    with _keras_extras_hidden():
       import keras  # pylint: disable=g-import-not-at-top,unused-import
-    finally:
-      if hidden and sys.modules.get("sklearn", 0) is None:
-        del sys.modules["sklearn"]
   global _devices_said
   if _program and not _devices_said:
     _devices_said = True
@@ -369,6 +455,7 @@ def run(main, program: str, module_name: str) -> None:
   global _program
   _program = program
   quiet_tensorflow_start()
+  lean_keras_start()
   module = sys.modules[module_name]
   sys.modules["__main__"].__doc__ = module.__doc__
   for flag in flags.FLAGS.get_flags_for_module(module_name):

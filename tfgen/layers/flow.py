@@ -16,7 +16,6 @@ from typing import Sequence, Tuple
 
 import keras
 import numpy as np
-import scipy.linalg
 import tensorflow as tf
 
 from tfgen.layers.tracking import track_list
@@ -203,6 +202,8 @@ class InvertibleConv1x1(keras.layers.Layer):
     channels = shape[2]
     self.pixels = shape[0] * shape[1]
     rotation = np.linalg.qr(rng.normal(size=(channels, channels)))[0]
+    # Imported here: only Glow's 1x1 convolutions need scipy.linalg, 0.2 s of every start-up.
+    import scipy.linalg  # pylint: disable=g-import-not-at-top
     permutation, lower, upper = scipy.linalg.lu(rotation)
     diagonal = np.diag(upper)
     self.permutation = tf.constant(permutation, tf.float32)
