@@ -28,7 +28,9 @@ Parts (`--parts`, default all):
            turn XLA on by default (docs/speed.md).
   startup  seconds from launching `tfgen-train` (data already prepared) to the end of its first
            compiled train call, from the run's own log; and how much of a 3-epoch run's wall
-           time is spent outside training at the steady rate.
+           time is spent outside training at the steady rate. Then where the start-up's seconds
+           go: a fresh process takes tfgen-train's steps one at a time and prints each one's
+           wall and CPU seconds (imports, data, model, tracing, XLA compilation and first call).
 
 Rounds alternate between the contenders (`--rounds`; the order reversed every other round), and
 each figure is the median: of the rates, and of the ratios taken within each round.
@@ -336,6 +338,68 @@ def _startup_part():
     print(f"startup: a {len(rates)}-epoch run takes {wall:.1f} s wall; {training:.1f} s of it is "
           f"training at the steady {steady:,.0f} examples/s, {wall - training:.1f} s is outside "
           "(imports, data, tracing, validation, checkpoints, image grids, exit)", flush=True)
+  _startup_phases()
+
+
+# tfgen-train's start-up, step by step (as tfgen/train.py takes the steps), in a fresh process.
+_STARTUP_PHASES = r"""
+import os, sys, time
+start = time.perf_counter(), time.process_time()
+last = list(start)
+
+def phase(name):
+  now = time.perf_counter(), time.process_time()
+  print(f"phase {now[0] - last[0]:.2f} {now[1] - last[1]:.2f} {name}", flush=True)
+  last[:] = now
+
+from tfgen.apps import common
+common.quiet_tensorflow_start()
+common.lean_keras_start()
+import tensorflow as tf
+import keras
+phase("import TensorFlow and Keras")
+import tensorflow_probability as tfp
+tfp.distributions.Normal  # TFP loads its modules on first use.
+phase("import TensorFlow Probability")
+from tfgen import config as config_lib, data, models, optimizers, train
+phase("import tfgen (tfgen.train, tfgen.models, tfgen.data)")
+config = config_lib.load_file("configs/iwae.py")
+config.data.manual_dir, config.data.data_dir = sys.argv[1], sys.argv[2]
+keras.utils.set_random_seed(config.seed)
+loaded = data.load(config.data, config.train.batch_size, config.eval.batch_size, seed=config.seed)
+phase("data: TFDS's import, builder and splits")
+batches = train.train_batches_in_graph(loaded, config)
+phase("data: the training set read into memory")
+model = models.build(config.model, loaded.info)
+model.build_for_images()
+optimizer = optimizers.build(config.train)
+optimizer.build(model.trainable_variables)
+trainer = train.Trainer(model, optimizer, tf.distribute.get_strategy(), config.train.batch_size,
+                        config.seed, loaded.steps_per_epoch, jit_compile=config.train.jit_compile)
+batches.start_epoch(0)
+phase("model and optimizer built")
+trainer._train_steps.get_concrete_function(batches, tf.constant(1, tf.int64))
+phase("tracing the train call")
+trainer.train_steps(batches, 1)
+phase("XLA compilation and the first call (1 step)")
+"""
+
+
+def _startup_phases():
+  """Prints where tfgen-train's start-up goes, step by step, from a fresh process."""
+  process = subprocess.run(
+      [sys.executable, "-c", _STARTUP_PHASES, _MANUAL_DIR.value, _DATA_DIR.value], cwd=ROOT,
+      capture_output=True, text=True, check=False)
+  phases = [line.split(" ", 3)[1:] for line in process.stdout.splitlines()
+            if line.startswith("phase ")]
+  if process.returncode or not phases:
+    print("startup phases: the run failed:\n" + process.stderr[-2000:])
+    return
+  total = sum(float(wall) for wall, _, _ in phases)
+  for wall, cpu, name in phases:
+    print(f"startup phase: {name}: {float(wall):.2f} s wall, {float(cpu):.2f} s CPU", flush=True)
+  print(f"startup phases: {total:.1f} s wall in all (not counting the interpreter's own start "
+        "and the flags)", flush=True)
 
 
 def main(argv):
