@@ -101,6 +101,39 @@ def test_card_records_how_it_was_made(in_tiny_presets):
   assert "tiny16" in table and f"{card['test_nll_nats']:.2f}" in table
 
 
+def test_vqvae_prior_preset_carries_its_stage1(tmp_path, monkeypatch, binarized_mnist_dir,
+                                              tfds_data_dir):
+  """A model built on a stage-1 run (VQ-VAE prior): the preset holds both stages and needs no
+  stage-1 workdir to load."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfgen import data, models  # pylint: disable=g-import-not-at-top
+  from tfgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  stage1 = tmp_path / "vq1"
+  shutil.copytree(conftest.untrained_vqvae_run(), stage1)
+  config = conftest.load_config("vqvae", "tiny,stage=2")
+  config.model.stage1_workdir = str(stage1)
+  config.data.manual_dir, config.data.data_dir = str(binarized_mnist_dir), tfds_data_dir
+  stage2 = str(tmp_path / "vq2")  # An untrained stage 2 made without data or training.
+  os.makedirs(stage2)
+  info = data.DataInfo("binarized_mnist", (28, 28, 1), "fixed", {"train": 256, "test": 256})
+  model = models.build(config.model, info)
+  model.build_for_images()
+  config_lib.save(config, stage2)
+  workdir_lib.save_data_info(info, stage2)
+  workdir_lib.checkpoint_manager(tf.train.Checkpoint(model=model), stage2, 1).save(
+      checkpoint_number=1)
+  folder = str(tmp_path / "presets")
+  card = presets.make_preset(stage2, "tinyvq", "tfgen-train stage 1 && stage 2",
+                             presets_dir=folder, force_dtype="float32", log=lambda _: None)
+  assert card["stage1"]["config"]["model"]["name"] == "vqvae"
+  shutil.rmtree(stage1)  # The preset needs no stage-1 workdir.
+  monkeypatch.setattr(presets, "PRESETS_DIR", folder)
+  loaded = presets.from_preset("tinyvq")
+  images = next(iter(data.load(config.data, 32, 32, splits=("test",)).test))["image"].numpy()[:8]
+  np.testing.assert_array_equal(_run_log_prob(loaded, images), _run_log_prob(model, images))
+
+
 def test_paths_do_not_depend_on_what_the_process_built_before():
   from tfgen import data, models  # pylint: disable=g-import-not-at-top
   config = conftest.load_config("iwae", "tiny")

@@ -183,11 +183,37 @@ def _read_weights(name: str) -> Dict:
                               "tfgen") from e
 
 
-def build_model(config, info):
-  """The model of `config.model` for `info`, built (every weight created, untrained)."""
+def build_model(config, info, stage1: Optional[Dict] = None):
+  """The model of `config.model` for `info`, built (every weight created, untrained).
+
+  A model built on another run's (a VQ-VAE prior, `stage1_workdir`) gets that run rebuilt from
+  `stage1` ({"config", "data_info"} as a card records them) in a temporary workdir holding an
+  untrained checkpoint: its weights are variables of this model, assigned with the rest.
+  """
   from tfgen import models  # pylint: disable=g-import-not-at-top
-  model = models.build(config.model, info)
-  model.build_for_images()
+  if not config.model.get("stage1_workdir"):
+    model = models.build(config.model, info)
+    model.build_for_images()
+    return model
+  if not stage1:
+    raise errors.WorkdirError("the card of a model built on a stage-1 run records no stage1")
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfgen import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  stage1_config = ml_collections.ConfigDict(stage1["config"])
+  stage1_info = data_info_of(stage1)
+  first = build_model(stage1_config, stage1_info)
+  with tempfile.TemporaryDirectory(prefix="tfgen_preset_stage1_") as workdir:
+    config_lib.save(stage1_config, workdir)
+    workdir_lib.save_data_info(stage1_info, workdir)
+    workdir_lib.checkpoint_manager(tf.train.Checkpoint(model=first), workdir, 1).save(
+        checkpoint_number=1)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.model.stage1_workdir = workdir
+    model = models.build(config.model, info)
+    model.build_for_images()
   return model
 
 
@@ -200,7 +226,8 @@ def from_preset(name: str):
   """
   preset_card = card(name)
   weights = _read_weights(name)
-  model = build_model(config_of(preset_card), data_info_of(preset_card))
+  model = build_model(config_of(preset_card), data_info_of(preset_card),
+                      preset_card.get("stage1"))
   assign_weights(model, weights, f"preset {name!r}'s weights file")
   return model
 
@@ -373,9 +400,11 @@ def make_preset(workdir: str, name: str, command: str, description: str = "",
   config.eval.split = "test"
   trained = evaluate_lib.load_trained(workdir, config, splits=("test",))
   model, data = trained.model, trained.data
-  if config.model.get("stage1_workdir"):
-    raise errors.ConfigError("a model built on another run (stage1_workdir) cannot be a preset "
-                             "yet")
+  stage1 = None
+  if config.model.get("stage1_workdir"):  # A VQ-VAE prior: its stage-1 model is part of it.
+    first = config.model.stage1_workdir
+    stage1 = {"config": json.loads(config_lib.load_from_workdir(first).to_json_best_effort()),
+              "data_info": json.loads(workdir_lib.load_data_info(first).to_json())}
   weights32 = model_weights(model)
 
   def measure(weights, num_examples):
@@ -412,6 +441,7 @@ def make_preset(workdir: str, name: str, command: str, description: str = "",
       "model": config.model.name,
       "config": plain,
       "data_info": json.loads(trained.info.to_json()),
+      "stage1": stage1,
       "training_command": command,
       "epochs_trained": max([s.get("epochs_after", 0) for s in sessions] or [None]),
       "training_steps": trained.step,
