@@ -115,7 +115,12 @@ def test_conv_classifier_with_dropout_is_stochastic_only_in_training():
   x = _images(4)[:, :1, :1] * tf.ones([4, 8, 8, 1])
   assert m.classify(x).logits.shape == (4, 3)
   np.testing.assert_array_equal(m.classify(x).logits, m.classify(x).logits)
-  assert not np.allclose(m.classify(x, training=True).logits, m.classify(x).logits)
+  seed = seeding.as_seed(3)
+  dropped = m.classify(x, training=True, seed=seed).logits
+  assert not np.allclose(dropped, m.classify(x).logits)
+  # Drawn from the seed alone (the loss is a function of weights, batch and seed).
+  np.testing.assert_array_equal(dropped, m.classify(x, training=True, seed=seed).logits)
+  assert not np.allclose(dropped, m.classify(x, training=True, seed=seeding.as_seed(4)).logits)
   loss, _ = m.loss({"image": x, "label": tf.constant([0, 1, -1, -1])}, seeding.as_seed(0),
                    training=True)
   assert loss.shape == (4,) and np.all(np.isfinite(loss))

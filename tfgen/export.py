@@ -467,32 +467,71 @@ def export(workdir: str, out: str, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     OutputError: out is a file, or cannot be written (its folder is a file, no permission, no
       room); nothing is left behind.
   """
-  limits = Limits(max_batch_size, max_samples, max_importance_samples)
+
+  def load():
+    trained = evaluate.load_trained(workdir, splits=())
+    return trained.model, trained.info, {
+        "step": trained.step, "checkpoint": trained.checkpoint, "test_nll": _test_nll(workdir),
+        "config": json.loads(trained.config.to_json_best_effort())}
+
+  return _write(load, out, Limits(max_batch_size, max_samples, max_importance_samples))
+
+
+def export_model(model, out: str, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                 max_samples: int = DEFAULT_MAX_SAMPLES,
+                 max_importance_samples: int = DEFAULT_MAX_IMPORTANCE_SAMPLES) -> Dict:
+  """`export` of a model held in Python (what `model.export(out)` calls): the same SavedModel,
+  with the data description the model was built for (`model.data_info`).
+
+  Raises:
+    ConfigError: the model records no data description (build it with tfgen.build or
+      tfgen.models.build), or a bad limit; WorkdirError / OutputError as `export`.
+  """
+  info = getattr(model, "data_info", None)
+  if info is None:
+    raise errors.ConfigError(f"this {type(model).__name__} records no data description; build "
+                             "it with tfgen.build(...) or tfgen.models.build(config, info)")
+  if not model.built:
+    model.build_for_images()
+  return _write(lambda: (model, info, {"config": {"model": _model_config(model)}}), out,
+                Limits(max_batch_size, max_samples, max_importance_samples))
+
+
+def _model_config(model) -> Dict:
+  """The model's config.model fields as JSON values."""
+  fields = {"name": getattr(model, "config_name", type(model).__name__)}
+  for name, value in model.constructor_arguments().items():
+    if name != "image_shape" and name not in model.PYTHON_ONLY_FIELDS:
+      fields[name] = value
+  return json.loads(json.dumps(fields, default=str))
+
+
+def _write(load: Callable, out: str, limits: Limits) -> Dict:
+  """Writes the SavedModel of load() -> (model, info, description fields) atomically to out."""
   out = _check_out(out)
   tmp = _make_partial(out)
   try:
-    trained = evaluate.load_trained(workdir, splits=())
-    config, info = trained.config, trained.info
-    archive = build_archive(trained.model, info, limits)
+    model, info, facts = load()
+    archive = build_archive(model, info, limits)
     try:
       archive.write_out(tmp, verbose=False)
       signatures = sorted(tf.saved_model.load(tmp).signatures)
     except (OSError, tf.errors.OpError) as e:
       raise errors.OutputError(f"cannot write {out!r}: {errors.first_line(e)}") from e
     description = {
-        "model": config.model.name,
+        "model": facts["config"]["model"]["name"],
         "data": info.name,
         "binarization": info.binarization,
         "image_shape": list(info.image_shape),
         "pixel_values": "0..1" if info.binary else "0..255",
-        "step": trained.step,
-        "checkpoint": trained.checkpoint,
-        "test_nll": _test_nll(workdir),
+        "step": facts.get("step"),
+        "checkpoint": facts.get("checkpoint"),
+        "test_nll": facts.get("test_nll"),
         "signatures": signatures,
         "limits": dataclasses.asdict(limits),
         "chunks": {"batch_chunk_size": BATCH_CHUNK_SIZE, "importance_chunk_size": CHUNK_SIZE,
                    "max_draws_per_step": MAX_DRAWS_PER_STEP},
-        "config": json.loads(config.to_json_best_effort()),
+        "config": facts["config"],
     }
     try:
       files.write_json(os.path.join(tmp, EXPORT_INFO_FILE), description)

@@ -14,8 +14,10 @@ class Registry(Generic[T]):
     kind: what the registry holds ("model", "data set", ...), used in error messages.
   """
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, on_register: Optional[Callable[[str, T], None]] = None):
+    """Args: kind: what it holds; on_register: called with (name, entry) for each entry."""
     self.kind = kind
+    self._on_register = on_register
     self._entries: Dict[str, T] = {}
     self._families: Set[str] = set()
 
@@ -32,6 +34,8 @@ class Registry(Generic[T]):
       if name in self._entries:
         raise ValueError(f"{self.kind} {name!r} is registered twice")
       self._entries[name] = obj
+      if self._on_register is not None:
+        self._on_register(name, obj)
       if family:
         self._families.add(name)
       return obj

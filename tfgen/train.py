@@ -36,6 +36,7 @@ from tfgen import seeding
 from tfgen import signals
 from tfgen import viz
 from tfgen import workdir as workdir_lib
+from tfgen.models import fitting
 
 SAMPLES_PNG = "samples.png"
 RECONSTRUCTIONS_PNG = "reconstructions.png"
@@ -182,23 +183,11 @@ class Trainer:
     self._eval_step = tf.function(self._eval_step_fn, jit_compile=self.jit_compile or None)
 
   def _gradients_fn(self, batch, seed):
-    """(global-mean metrics, state statistics, gradients) of one replica's batch."""
-    with tf.GradientTape() as tape:
-      per_example_loss, metrics = self.model.loss(batch, seed=seed, training=True)
-      loss = tf.nn.compute_average_loss(per_example_loss, global_batch_size=self.global_batch_size)
-      if self.model.losses:
-        loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-      # A loss-scaling optimizer (float16 compute) scales here and unscales in apply_gradients.
-      scaled_loss = self.optimizer.scale_loss(loss)
-    # Statistics for state outside the gradient (an EMA codebook), from the weights the loss saw;
-    # `_one_step` sums them over the replicas and applies them.
-    statistics = self.model.step_statistics(batch, seed)
-    gradients = tape.gradient(scaled_loss, self.model.trainable_variables)
-    averages = {name: tf.nn.compute_average_loss(tf.cast(value, tf.float32),
-                                                 global_batch_size=self.global_batch_size)
-                for name, value in metrics.items()}
-    averages["loss"] = tf.cast(loss, tf.float32)
-    return averages, statistics, gradients
+    """(global-mean metrics, state statistics, gradients) of one replica's batch: the step
+    `model.fit` takes too (tfgen/models/fitting.py); `_one_step` sums the statistics over the
+    replicas and applies them."""
+    return fitting.replica_gradients(self.model, self.optimizer, batch, seed,
+                                     self.global_batch_size)
 
   def _update_fn(self, batch, seed):
     averages, statistics, gradients = self._gradients(batch, seed)

@@ -149,13 +149,46 @@ def _common(example):
   return out
 
 
-def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: int = 0,
-         splits=("train", "validation", "test"), train_for_eval: bool = False) -> Data:
+def data_config(name_or_path: str, **fields):
+  """config.data for a data set name or the path of an image folder or .npz file.
+
+  Raises:
+    ConfigError: a field that config.data does not have.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  from tfgen import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config().data
+  path = os.path.expanduser(name_or_path)
+  if name_or_path not in sources.SOURCES and (os.path.isdir(path) or path.endswith(".npz")):
+    config.name, config.path = ("folder" if os.path.isdir(path) else "arrays"), path
+    # Binary-pixel models read user images dynamically binarized; others as 8-bit intensities.
+    config.binarization = fields.pop("binarization", "none")
+  else:
+    config.name = name_or_path
+  unknown = sorted(set(fields) - set(config.keys()))
+  if unknown:
+    raise errors.ConfigError(f"config.data has no field {unknown[0]!r}; its fields: "
+                             f"{', '.join(sorted(config.keys()))}")
+  for key, value in fields.items():
+    config[key] = tuple(value) if isinstance(value, list) else value
+  return config
+
+
+def load(config, batch_size: int = 100, eval_batch_size: Optional[int] = None, seed: int = 0,
+         splits=("train", "validation", "test"), train_for_eval: bool = False,
+         **fields) -> Data:
   """Builds the train / validation / test pipelines of the data set `config.name`.
+
+  From Python: `tfgen.data.load("binarized_mnist", batch_size=100, manual_dir=DIR)`,
+  `tfgen.data.load("~/pictures", image_size=28)` (a folder of images), `load("mine.npz")`,
+  `load("tfds:cifar10")`.
 
   Args:
     config: `config.data` of a tfgen config (name, manual_dir, data_dir, binarization,
-      num_validation, limit).
+      num_validation, limit), or a data set's name (`tfgen.data.SOURCES.names()`, "tfds:NAME"),
+      or the path of an image folder or an .npz file; then `fields` set config.data's fields.
+    **fields: with a name or path: config.data fields (manual_dir, binarization, image_size,
+      limit, ...), with the defaults of tfgen's configs.
     batch_size: global training batch size; the last incomplete batch is dropped so every step
       sees a full batch.
     eval_batch_size: batch size of validation and test pipelines (defaults to batch_size).
@@ -172,6 +205,10 @@ def load(config, batch_size: int, eval_batch_size: Optional[int] = None, seed: i
     ConfigError: unknown data set or binarization, or invalid sizes.
     DataError: the data cannot be had, are corrupt, or have the wrong image shape.
   """
+  if isinstance(config, str):
+    config = data_config(config, **fields)
+  elif fields:
+    raise errors.ConfigError(f"fields {sorted(fields)} are given with a data name, not a config")
   source = sources.SOURCES.get(config.name)
   if config.binarization and config.binarization not in BINARIZATIONS:
     raise errors.ConfigError(f"unknown config.data.binarization {config.binarization!r}; "

@@ -27,7 +27,7 @@ traversals).
 
 Hyperparameters have one home: the keyword arguments of the model's constructor, with their
 defaults. `tfgen.models.registry.model_config(name)` reads them into the config, where config
-files and the command line override them, and `from_config` passes every field back.
+files and the command line override them, and `from_model_config` passes every field back.
 
 Schedules (KL warm-up, VSC's sharpness) are in epochs: the loop calls `update_schedules(epoch)`
 with the fractional epoch of each step, resolved from the data's own size.
@@ -38,6 +38,7 @@ are reproducible and `tf.function` never depends on hidden random state.
 
 import abc
 import dataclasses
+import functools
 import inspect
 import math
 import weakref
@@ -54,6 +55,7 @@ from tfgen import schedules
 from tfgen import seeding
 from tfgen import viz
 from tfgen.models import capabilities as caps
+from tfgen.models import fitting
 
 # model -> its compiled `sample` (GenerativeModel.compiled_sample); weak, so that models that are
 # dropped are freed, and outside the model, so that SavedModel export does not see it.
@@ -70,12 +72,45 @@ NUM_GRID_IMAGES = 64
 SCORES = {"log_prob": (tf.float32, ()), "bits_per_dim": (tf.float32, ())}
 
 
-class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
+class GenerativeModel(fitting.KerasConventions, keras.Model, metaclass=abc.ABCMeta):
   """Base class of every tfgen model.
+
+  Keras' conventions (compile / fit / evaluate / predict / save / export) come from
+  `fitting.KerasConventions`, implemented once for every model.
 
   Args:
     image_shape: (H, W, C) of the images the model is built for.
   """
+
+  def __new__(cls, *args, **kwargs):
+    instance = super().__new__(cls, *args, **kwargs)
+    # The constructor's arguments, with the defaults of those not given: `get_config` (saving
+    # as .keras) rebuilds the same model from them whatever later defaults become.
+    try:
+      bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except TypeError:
+      arguments = None  # __init__ raises the real error.
+    else:
+      arguments = dict(cls.hyperparameters())
+      for name, value in list(bound.arguments.items())[1:]:
+        kind = bound.signature.parameters[name].kind
+        if kind == inspect.Parameter.VAR_KEYWORD:
+          arguments.update(value)
+        elif kind != inspect.Parameter.VAR_POSITIONAL:
+          arguments[name] = value
+    # Past Keras' attribute tracking: a plain record, not model state.
+    object.__setattr__(instance, "_constructor_arguments", arguments)
+    return instance
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    for name in ("sample", "log_prob"):
+      if name in vars(cls) and not getattr(vars(cls)[name], "__isabstractmethod__", False):
+        setattr(cls, name, _seed_optional(vars(cls)[name]))
+
+  def constructor_arguments(self) -> Dict:
+    """{name: value} of every constructor argument the model was made with (defaults too)."""
+    return dict(self._constructor_arguments or {})
 
   # Draws of the importance-sampled log p(x) made at once; evaluation sets it from
   # config.eval.chunk_size. Exact models ignore it.
@@ -117,15 +152,17 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
         if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
           continue
         fields[name] = param.default
-    for name in cls.DATA_FIELDS:
+    for name in cls.DATA_FIELDS + cls.PYTHON_ONLY_FIELDS:
       fields.pop(name, None)
     return fields
 
   # Constructor arguments filled in from the data by `data_kwargs`, never from the config.
   DATA_FIELDS: Tuple[str, ...] = ()
+  # Constructor arguments only Python passes (objects, not config values).
+  PYTHON_ONLY_FIELDS: Tuple[str, ...] = ()
 
   @classmethod
-  def from_config(cls, config, info) -> "GenerativeModel":
+  def from_model_config(cls, config, info) -> "GenerativeModel":
     """cls(image_shape, **config.model fields, **data_kwargs(info)).
 
     Raises:
@@ -284,6 +321,33 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
     """The pictures `tfgen-sample --mode=NAME` can draw."""
     return {"samples": caps.SampleMode(self._samples_picture, help="draw from the model")}
 
+  def picture(self, mode: str = "samples", num: int = 64, seed: int = 0, test=None,
+              **request) -> np.ndarray:
+    """The uint8 picture [rows, columns, C] of sample mode `mode` (what `tfgen-sample --mode`
+    draws; `sample_modes()` lists them): `model.picture("traversals", num=10)`.
+
+    Args:
+      mode: a declared sample mode.
+      num: images asked for.
+      seed: the same seed gives the same picture.
+      test: a dataset of test batches, for modes that start from test images.
+      **request: further fields of capabilities.SampleRequest (mean, label, num_columns, ...).
+
+    Raises:
+      ConfigError: a mode the model does not declare, or one that needs `test`.
+    """
+    modes = self.sample_modes()
+    if mode not in modes:
+      raise errors.ConfigError(f"unknown sample mode {mode!r}; this model offers: "
+                               f"{', '.join(modes)}")
+    if modes[mode].needs_test_data and test is None:
+      raise errors.ConfigError(f"sample mode {mode!r} starts from test images: pass test=DATASET")
+    info = getattr(self, "data_info", None)
+    request = caps.SampleRequest(num=num, seed=seed, test=test,
+                                 model_name=getattr(self, "config_name", ""),
+                                 num_classes=info.num_classes if info else None, **request)
+    return modes[mode].fn(request)
+
   def _samples_picture(self, request: caps.SampleRequest) -> np.ndarray:
     images = self.compiled_sample(request.num, seed=seeding.as_seed(request.seed),
                                   mean=request.mean)
@@ -330,6 +394,23 @@ class GenerativeModel(keras.Model, metaclass=abc.ABCMeta):
 
   def scores(self, log_prob: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {"log_prob": log_prob, "bits_per_dim": self.bits_per_dim(log_prob)}
+
+
+def _seed_optional(method):
+  """`method(self, first, seed, ...)` callable from Python as `model.sample(64)` or
+  `model.log_prob(images)`: a missing seed is drawn from NumPy's global generator (which
+  `keras.utils.set_random_seed` seeds), and images stand for the batch {"image": images}.
+  tfgen's own code always passes its seeds."""
+
+  @functools.wraps(method)
+  def wrapper(self, first, seed=None, *args, **kwargs):
+    if seed is None:
+      seed = np.random.randint(0, 2**31 - 1, size=2)
+    if method.__name__ == "log_prob" and not isinstance(first, dict):
+      first = {"image": first}
+    return method(self, first, seeding.as_seed(seed), *args, **kwargs)
+
+  return wrapper
 
 
 def chunked_logmeanexp(log_weights_fn, num_samples, chunk_size: int,

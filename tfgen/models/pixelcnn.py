@@ -111,12 +111,12 @@ class _PixelModelBase(autoregressive.AutoregressiveModel):
     self.colours = 1 if self.mixture else channels
 
   @classmethod
-  def from_config(cls, config, info):
+  def from_model_config(cls, config, info):
     if config.get("output") == "logistic_mixture" and info.binary:
       raise errors.ConfigError(
           "output=logistic_mixture models 8-bit intensities, but the data are binarized "
           f"({info.binarization}); use output=categorical or --config.data.binarization=none")
-    return super().from_config(config, info)
+    return super().from_model_config(config, info)
 
   def _check_width(self, name, width):
     """Every colour group of a layer needs a feature map."""

@@ -1,5 +1,6 @@
 """The one registry of model classes, keyed by `config.model.name`."""
 
+import keras
 import ml_collections
 
 from tfgen import config as config_lib
@@ -7,7 +8,15 @@ from tfgen import errors
 from tfgen import registry
 from tfgen import workdir as workdir_lib
 
-MODELS = registry.Registry("model")
+
+
+def _keras_serializable(name: str, cls) -> None:
+  """Makes `keras.saving.load_model` find the class of a saved model ("tfgen>NAME")."""
+  keras.saving.register_keras_serializable(package="tfgen", name=name)(cls)
+  cls.config_name = name
+
+
+MODELS = registry.Registry("model", on_register=_keras_serializable)
 
 
 def build(model_config, info):
@@ -16,7 +25,9 @@ def build(model_config, info):
   Raises:
     ConfigError: unknown model name or invalid model settings.
   """
-  return MODELS.get(model_config.name).from_config(model_config, info)
+  model = MODELS.get(model_config.name).from_model_config(model_config, info)
+  model.data_info = info  # What export and `get_config` record of the data.
+  return model
 
 
 def model_config(name: str, **overrides) -> ml_collections.ConfigDict:

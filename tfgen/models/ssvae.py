@@ -73,27 +73,33 @@ class Classifier(keras.layers.Layer):
     ] if kind == "conv" else [])
     self.pool = keras.layers.MaxPooling2D(2)
     self.mlp = layers.MLP(list(hidden_sizes), num_classes, activation, batch_norm)
-    self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
-    self.input_dropout = keras.layers.Dropout(input_dropout) if input_dropout > 0 else None
+    self.dropout, self.input_dropout = float(dropout), float(input_dropout)
 
   def build(self, input_shape):
     del input_shape  # The sublayers build on their first call.
 
-  def call(self, x, training=False):
-    h = tf.reshape(x, (-1,) + self.image_shape)
-    if self.input_dropout is not None:
-      h = self.input_dropout(h, training=training)
+  def _drop(self, h, rate, seed, i):
+    # Stateless, from the step's seed: the loss stays a function of weights, batch and seed.
+    if rate <= 0 or seed is None:
+      return h
+    return tf.nn.experimental.stateless_dropout(h, rate, seed=seeding.fold_in(seed, i))
+
+  def call(self, x, training=False, seed=None):
+    """Logits [B, classes]; dropout (training only) is drawn from `seed` (int32 [2])."""
+    if not training:
+      seed = None
+    h = self._drop(tf.reshape(x, (-1,) + self.image_shape), self.input_dropout, seed, 0)
     for conv in self.convs:
       h = self.pool(conv(h))
     h = tf.reshape(h, [tf.shape(h)[0], math.prod(h.shape[1:])])
-    if self.dropout is None:
+    if self.dropout <= 0:
       return self.mlp(h, training=training)
     # The hidden layers of the MLP, each followed by dropout, then its output layer.
     for i, dense in enumerate(self.mlp.hidden):
       h = dense(h)
       if self.mlp.norms:
         h = self.mlp.norms[i](h, training=training)
-      h = self.dropout(self.mlp.activation(h), training=training)
+      h = self._drop(self.mlp.activation(h), self.dropout, seed, i + 1)
     return self.mlp.out(h)
 
 
@@ -173,9 +179,10 @@ class SSVAE(base.LatentVariableModel):
   def _one_hot(self, labels):
     return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
 
-  def classify(self, x, training=False) -> tfd.Categorical:
-    """q(y | x) for images x [B, H, W, C]; batch shape [B]."""
-    logits = self.classifier(self._flat(self.check_images(x)), training=training)
+  def classify(self, x, training=False, seed=None) -> tfd.Categorical:
+    """q(y | x) for images x [B, H, W, C]; batch shape [B]. In training, dropout draws from
+    `seed`."""
+    logits = self.classifier(self._flat(self.check_images(x)), training=training, seed=seed)
     return tfd.Categorical(logits=tf.cast(logits, tf.float32))
 
   def prior(self) -> tfd.Distribution:
@@ -235,7 +242,7 @@ class SSVAE(base.LatentVariableModel):
 
   def _terms(self, x, labels, labelled, seed, training, beta=1.0):
     """Per-example bounds and classifier terms; labels [B] are read only where labelled [B]."""
-    q_y = self.classify(x, training=training)
+    q_y = self.classify(x, training=training, seed=seeding.fold_in(seed, 3))
     log_q = tf.nn.log_softmax(q_y.logits)  # [B, C]
     probs = tf.exp(log_q)
     every, rate = self._every_class(x, seed, training, beta)  # [C, B]

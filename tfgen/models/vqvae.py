@@ -461,20 +461,30 @@ class VQVAEWithPrior(_CodeGridTools, base.GenerativeModel):
     prior: the prior's config: `name` (gated_pixelcnn, pixelcnn or pixelsnail) and its
       hyperparameters (`models.model_config(name, ...)`); its `num_levels` is the codebook size.
     num_classes: classes of the data (from the data), for a class-conditional prior.
+    stage1: instead of stage1_workdir, from Python: the stage-1 VQVAE model itself, or its Keras
+      config (what `get_config` writes, so that a saved .keras file holds its stage 1 and
+      `keras.saving.load_model` needs no stage-1 run).
   """
 
   DATA_FIELDS = ("num_classes",)
+  PYTHON_ONLY_FIELDS = ("stage1",)
 
   def __init__(self, image_shape, stage1_workdir: str = "", prior=None, num_classes=None,
-               **kwargs):
+               stage1=None, **kwargs):
     super().__init__(image_shape, **kwargs)
-    if not stage1_workdir:
+    if stage1 is None and not stage1_workdir:
       raise errors.ConfigError("vqvae_prior trains on a stage-1 run's codes: set "
                                "--config.model.stage1_workdir=RUN (a vqvae run's workdir)")
-    self.stage1 = _load_stage1(stage1_workdir)
+    if stage1 is None:
+      stage1 = _load_stage1(stage1_workdir)
+    elif isinstance(stage1, dict):
+      stage1 = keras.saving.deserialize_keras_object(stage1)
+      stage1.build_for_images()
+      stage1.trainable = False
+    self.stage1 = stage1
     if not isinstance(self.stage1, VQVAE):
-      raise errors.ConfigError(f"{stage1_workdir!r} holds a {type(self.stage1).__name__}, "
-                               "not a vqvae run")
+      raise errors.ConfigError(f"{stage1_workdir or 'stage1'!r} holds a "
+                               f"{type(self.stage1).__name__}, not a vqvae run")
     if self.stage1.image_shape != self.image_shape:
       raise errors.ConfigError(f"the stage-1 run models images of shape "
                                f"{self.stage1.image_shape}, this data set's are "
@@ -489,6 +499,11 @@ class VQVAEWithPrior(_CodeGridTools, base.GenerativeModel):
   @classmethod
   def data_kwargs(cls, info):
     return {"num_classes": info.num_classes}
+
+  def constructor_arguments(self):
+    # The stage-1 model itself, not the run it came from: a saved model is whole without it.
+    return dict(super().constructor_arguments(), stage1_workdir="",
+                stage1=keras.saving.serialize_keras_object(self.stage1))
 
   def build_for_images(self):
     super().build_for_images()
