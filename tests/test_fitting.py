@@ -185,3 +185,58 @@ def test_fit_takes_images_without_a_channel_axis_and_validates_on_bounds():
   history = model.fit(images, batch_size=4, epochs=2, validation_data=images, verbose=0)
   assert {"loss", "log_prob", "val_loss", "val_log_prob"} <= set(history.history)
   assert len(history.history["val_loss"]) == 2
+
+
+def test_two_replicas_fit_as_one_device():
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import REPO  # pylint: disable=g-import-not-at-top
+  process = subprocess.run([sys.executable, str(REPO / "tests" / "fit_replicas_script.py")],
+                           capture_output=True, text=True, check=False, cwd=str(REPO))
+  assert process.returncode == 0, process.stderr[-3000:]
+  for name, found in json.loads(process.stdout.strip().splitlines()[-1]).items():
+    assert found["replicas"] == 2, name
+    assert found["moved"] > 1e-3, name  # The step changed the weights...
+    assert found["weights"] < 1e-5, (name, found)  # ...the same way on 2 replicas as on 1.
+    np.testing.assert_allclose(found["loss"][1], found["loss"][0], rtol=1e-5)
+
+
+def test_xla_and_steps_per_execution_train_as_the_plain_step():
+  start = _build("nade", "tiny").get_weights()
+  images = _images("nade", "tiny", 16)
+  results = []
+  for options in ({}, {"jit_compile": True, "steps_per_execution": 2}):
+    model = _build("nade", "tiny")
+    model.set_weights(start)
+    model.compile(optimizer=_optimizer(), seed=1, **options)
+    history = model.fit(images, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    results.append((history.history["loss"][0], model.get_weights()))
+  np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4)
+  for a, b in zip(results[0][1], results[1][1]):
+    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)
+
+
+def test_standard_callbacks(tmp_path):
+  model = _build("iwae", "tiny")
+  model.compile(optimizer=_optimizer())
+  images = _images("iwae", "tiny", 16)
+  callbacks = [
+      keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tensorboard")),
+      keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_loss",
+                                      save_best_only=True),
+      keras.callbacks.ModelCheckpoint(str(tmp_path / "epoch{epoch}.weights.h5"),
+                                      save_weights_only=True),
+      keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True),
+      keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+      keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5),
+  ]
+  history = model.fit(images, batch_size=4, epochs=3, validation_data=images[:8],
+                      callbacks=callbacks, verbose=0)
+  assert 1 <= len(history.history["val_loss"]) <= 3 and "learning_rate" in history.history
+  assert os.listdir(tmp_path / "tensorboard")
+  best = keras.saving.load_model(str(tmp_path / "best.keras"))
+  assert best.get_config() == model.get_config()
+  reloaded = _build("iwae", "tiny")
+  reloaded.load_weights(str(tmp_path / "epoch1.weights.h5"))
+  assert not os.path.exists(tmp_path / "backup" / "latest.weights.h5")  # Removed when done.
