@@ -26,6 +26,12 @@ Parts (`--parts`, default all):
            compiles the whole multi-step call; also the first call's seconds (tracing and
            compilation). Prints `ratio: X.XX` = with XLA / without. The basis for which configs
            turn XLA on by default (docs/speed.md).
+  fit      tfgen's loop against Keras' `model.fit` (tfgen/models/fitting.py: the same step) on
+           the one-layer VAE at batch 100 and NADE at batch 100: the loop as configured (XLA,
+           in-graph batches), the loop fed by tf.data, and `fit` fed by the same tf.data
+           pipeline with `jit_compile=True, steps_per_execution=50` (each timed call one `fit`
+           of --fit_steps steps). Prints `ratio: X.XX` = examples/s / the loop's. The basis of
+           the decision in docs/architecture.md (one training path or two).
   startup  seconds from launching `tfgen-train` (data already prepared) to the end of its first
            compiled train call, from the run's own log; and how much of a 3-epoch run's wall
            time is spent outside training at the steady rate. Then where the start-up's seconds
@@ -67,6 +73,7 @@ _MODEL_SPECS = flags.DEFINE_list(
     "Config specs of the `models` part. The other convolutional configs are left out by "
     "default: XLA slowed conv_vae 7x here, and the convolutional matnet's first XLA call had "
     "not finished after 8 minutes.")
+_FIT_STEPS = flags.DEFINE_integer("fit_steps", 400, "Train steps per `fit` call (part fit).")
 _MODEL_STEPS = flags.DEFINE_integer("model_steps", 4, "Train steps per call in the `models` part.")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -260,6 +267,45 @@ def _models_part():
           f"{first_call['xla']:.1f} s); ratio: {ratios['xla']:.2f}", flush=True)
 
 
+def _fit_runner(spec, batch_size):
+  """(run_steps(n), steps per call) for `model.fit` on config `spec`: the config's optimizer,
+  the tf.data pipeline, XLA and steps_per_execution as tfgen-train's loop has them."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import data
+  from tfgen import models
+  from tfgen import optimizers
+
+  config = _config(spec)
+  loaded = data.load(config.data, batch_size, splits=("train",))
+  model = models.build(config.model, loaded.info)
+  model.build_for_images()
+  model.compile(optimizer=optimizers.build(config.train), jit_compile=True,
+                steps_per_execution=config.train.steps_per_execution)
+  dataset = loaded.train.repeat()
+
+  def run_steps(n):
+    model.fit(dataset, epochs=1, steps_per_epoch=n, verbose=0)
+
+  del tf
+  return run_steps, _FIT_STEPS.value
+
+
+def _fit_part():
+  for spec in ("iwae", "nade"):
+    contenders = {
+        "tfgen loop (XLA, in-graph batches: the default)": _measure(
+            _tfgen_runner(spec, 100, True), 100),
+        "tfgen loop (XLA, tf.data)": _measure(_tfgen_runner(spec, 100, True, in_graph=False),
+                                              100),
+        "model.fit (XLA, tf.data)": _measure(_fit_runner(spec, 100), 100),
+    }
+    reference = next(iter(contenders))
+    rates, ratios = _median_rates(contenders, _ROUNDS.value, reference)
+    for name, rate in rates.items():
+      print(f"fit {spec} batch 100, {name}: {rate:,.0f} examples/s; ratio: {ratios[name]:.2f}",
+            flush=True)
+
+
 def _matmul_flops_per_second(tf):
   """float32 multiply-adds ×2 per second of a 1024×1024 matmul chain on this machine."""
   a = tf.random.stateless_normal([1024, 1024], seed=[0, 1])
@@ -405,6 +451,7 @@ def _startup_phases():
 def main(argv):
   del argv
   parts = {"vae": _vae_part, "ar": _ar_part, "eval": _eval_part, "models": _models_part,
+           "fit": _fit_part,
            "startup": _startup_part}
   unknown = sorted(set(_PARTS.value) - set(parts))
   if unknown:
