@@ -240,3 +240,41 @@ def test_standard_callbacks(tmp_path):
   reloaded = _build("iwae", "tiny")
   reloaded.load_weights(str(tmp_path / "epoch1.weights.h5"))
   assert not os.path.exists(tmp_path / "backup" / "latest.weights.h5")  # Removed when done.
+
+
+def test_tfgen_load_gives_the_runs_model(trained_run):
+  import tfgen  # pylint: disable=g-import-not-at-top
+  model = tfgen.load(trained_run)
+  expected = evaluate_lib.load_trained(trained_run, splits=()).model
+  images = _images("iwae", "tiny", 4)
+  np.testing.assert_array_equal(model.log_prob(images, seed=[1, 2]),
+                                expected.log_prob({"image": images}, seeding.as_seed([1, 2])))
+  assert model.sample(3).shape == (3, 28, 28, 1)
+  assert model.picture("samples", num=4).dtype == np.uint8
+
+
+def test_tfgen_build_and_data_load_from_python(tmp_path):
+  import tfgen  # pylint: disable=g-import-not-at-top
+  from tfgen import errors  # pylint: disable=g-import-not-at-top
+  nade = tfgen.build("nade", image_shape=(8, 8, 1), hidden_size=7)
+  assert nade.hidden_size == 7 and nade.data_info.binary
+  flow = tfgen.build("realnvp", image_shape=(8, 8, 1))
+  assert not flow.data_info.binary  # The flows model 8-bit intensities.
+  with pytest.raises(errors.ConfigError, match="takes no 'hiden_size'"):
+    tfgen.build("nade", image_shape=(8, 8, 1), hiden_size=7)
+  with pytest.raises(errors.ConfigError, match="unknown model 'nadee'"):
+    tfgen.build("nadee", image_shape=(8, 8, 1))
+  with pytest.raises(errors.ConfigError, match="image_shape"):
+    tfgen.build("nade")
+  path = tmp_path / "mine.npz"
+  rng = np.random.default_rng(0)
+  np.savez(path, train=rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8),
+           test=rng.integers(0, 256, (6, 8, 8, 1), dtype=np.uint8))
+  data = tfgen.data.load(str(path), batch_size=5, num_validation=5)
+  assert data.info.image_shape == (8, 8, 1) and data.steps_per_epoch == 3
+  model = tfgen.build("nade", data=data, hidden_size=5)
+  model.compile(optimizer="adam")
+  model.fit(data, epochs=1, verbose=0)
+  assert model.evaluate(data.test, verbose=0, return_dict=True)["nll"] > 0
+  with pytest.raises(errors.ConfigError, match="no field 'limt'"):
+    tfgen.data.load(str(path), limt=3)

@@ -382,9 +382,8 @@ class KerasConventions:
 
 def _unwrap(x, split: str):
   """A tfgen.data.Data gives its `split` dataset; anything else is returned as it is."""
-  if hasattr(x, "steps_per_epoch") and hasattr(x, "info") and hasattr(x, split):
-    return getattr(x, split)
-  return x
+  from tfgen.data import pipeline  # pylint: disable=g-import-not-at-top
+  return x.split(split) if isinstance(x, pipeline.Data) else x
 
 
 def _num_batches(x, batch_size) -> Optional[int]:
