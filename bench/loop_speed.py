@@ -37,6 +37,14 @@ Parts (`--parts`, default all):
            time is spent outside training at the steady rate. Then where the start-up's seconds
            go: a fresh process takes tfgen-train's steps one at a time and prints each one's
            wall and CPU seconds (imports, data, model, tracing, XLA compilation and first call).
+  torch    a same-run PyTorch yardstick (in the default parts only when `torch` is importable;
+           never a dependency of tfgen or its tests): plain PyTorch loops (bench/torch_reference.py:
+           nn.Linear modules run eagerly, one Adam step per batch, the same sizes, likelihoods,
+           optimizer settings and binarized MNIST training images) against tfgen's loop as
+           configured (the config's XLA, in-graph batches), for the VAE at batch 20 and 100,
+           MADE with `masks=1` and with 32 masks, and NADE (PyTorch's recurrence as a Python loop
+           over the pixels, and as a prefix sum), batch 100. Prints `ratio: X.XX` = tfgen
+           examples/s / PyTorch examples/s.
 
 Rounds alternate between the contenders (`--rounds`; the order reversed every other round), and
 each figure is the median: of the rates, and of the ratios taken within each round.
@@ -59,8 +67,9 @@ from absl import flags
 
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Folder of the binarized MNIST .amat files.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's).")
-_PARTS = flags.DEFINE_list("parts", ["vae", "ar", "eval", "startup"],
-                           "What to measure (also: models).")
+_HAS_TORCH = importlib.util.find_spec("torch") is not None
+_PARTS = flags.DEFINE_list("parts", ["vae", "ar", "eval", "startup"] + ["torch"] * _HAS_TORCH,
+                           "What to measure (also: models, fit; torch where it is importable).")
 _SECONDS = flags.DEFINE_float("seconds", 4.0, "Wall seconds per timed measurement.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternating rounds; each figure is the median.")
 _STARTUP_EPOCHS = flags.DEFINE_integer("startup_epochs", 3, "Epochs of the start-up run.")
@@ -306,6 +315,61 @@ def _fit_part():
             flush=True)
 
 
+_TRAIN_IMAGES = []
+
+
+def _train_images():
+  """Binarized MNIST's training images as one float32 NumPy array [N, 28, 28, 1], read once by
+  tfgen.data.load (every example once, in order)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tfgen import data
+
+  if not _TRAIN_IMAGES:
+    loaded = data.load(_config("iwae").data, 10000, splits=("train",), train_for_eval=True)
+    _TRAIN_IMAGES.append(np.concatenate([batch["image"].numpy() for batch in loaded.train]))
+  return _TRAIN_IMAGES[0]
+
+
+def _torch_reference():
+  """bench/torch_reference.py, imported only here (it imports torch)."""
+  module_spec = importlib.util.spec_from_file_location("bench_torch_reference",
+                                                       ROOT / "bench" / "torch_reference.py")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def _torch_part():
+  if not _HAS_TORCH:
+    print("torch: PyTorch is not importable here; `pip install torch` to measure against it",
+          flush=True)
+    return
+  reference = _torch_reference()
+  images = _train_images()
+  # (label, config spec, batch, {contender name: (PyTorch NADE form, steps per call)}).
+  cases = [("vae batch 20", "iwae", 20, {"PyTorch": ("", 50)}),
+           ("vae batch 100", "iwae", 100, {"PyTorch": ("", 50)}),
+           ("made masks=1 batch 100", "made:masks=1", 100, {"PyTorch": ("", 2)}),
+           ("made 32 masks batch 100", "made", 100, {"PyTorch": ("", 2)}),
+           ("nade batch 100", "nade", 100, {
+               "PyTorch (recurrence, a Python loop over the pixels)": ("recurrence", 1),
+               "PyTorch (prefix sum, torch.cumsum)": ("prefix sum", 1)})]
+  for label, spec, batch_size, torch_contenders in cases:
+    config = _config(spec)
+    contenders = {"tfgen": _measure(_tfgen_runner(spec, batch_size, config.train.jit_compile),
+                                    batch_size)}
+    for name, (form, steps_per_call) in torch_contenders.items():
+      contenders[name] = _measure(
+          reference.runner(config, images, batch_size, steps_per_call, form or "recurrence"),
+          batch_size)
+    rates, ratios = _median_rates(contenders, _ROUNDS.value, "tfgen")
+    for name in torch_contenders:
+      # ratios[name] is the median of PyTorch / tfgen within rounds; its inverse is the median of
+      # tfgen / PyTorch (exactly so for an odd number of rounds).
+      print(f"torch {label}: tfgen {rates['tfgen']:,.0f} examples/s, {name} {rates[name]:,.0f}; "
+            f"ratio: {1 / ratios[name]:.2f}", flush=True)
+
+
 def _matmul_flops_per_second(tf):
   """float32 multiply-adds ×2 per second of a 1024×1024 matmul chain on this machine."""
   a = tf.random.stateless_normal([1024, 1024], seed=[0, 1])
@@ -451,7 +515,7 @@ def _startup_phases():
 def main(argv):
   del argv
   parts = {"vae": _vae_part, "ar": _ar_part, "eval": _eval_part, "models": _models_part,
-           "fit": _fit_part,
+           "fit": _fit_part, "torch": _torch_part,
            "startup": _startup_part}
   unknown = sorted(set(_PARTS.value) - set(parts))
   if unknown:
