@@ -403,8 +403,12 @@ def make_preset(workdir: str, name: str, command: str, description: str = "",
   stage1 = None
   if config.model.get("stage1_workdir"):  # A VQ-VAE prior: its stage-1 model is part of it.
     first = config.model.stage1_workdir
+    first_sessions = workdir_lib.load_sessions(first)
     stage1 = {"config": json.loads(config_lib.load_from_workdir(first).to_json_best_effort()),
-              "data_info": json.loads(workdir_lib.load_data_info(first).to_json())}
+              "data_info": json.loads(workdir_lib.load_data_info(first).to_json()),
+              "epochs_trained": max([s.get("epochs_after", 0) for s in first_sessions] or [None]),
+              "train_wall_seconds": round(sum(s.get("seconds", 0.0) for s in first_sessions),
+                                          1) or None}
   weights32 = model_weights(model)
 
   def measure(weights, num_examples):
