@@ -57,12 +57,13 @@ def load_config(name: str, variant: str = ""):
 # 44 s of the suite's 1,404 s summed over both workers). pytest.ini hands whole files to 2
 # workers in collection order, so a slow file collected last (alphabetically,
 # test_xla_precision.py) would leave one worker idle at the end.
-SLOWEST_FIRST = ("test_export.py", "test_xla_precision.py", "test_cli.py", "test_reliability.py",
+SLOWEST_FIRST = ("test_fitting.py", "test_export.py", "test_xla_precision.py", "test_cli.py",
+                 "test_reliability.py", "test_presets.py",
                  "test_reliability_round2.py", "test_autoregressive.py", "test_tune.py",
                  "test_data_user_configs.py", "test_distribute.py", "test_vqvae.py",
                  "test_flow.py", "test_reliability_startup.py", "test_models.py", "test_vsc.py",
                  "test_train.py", "test_data_generic.py", "test_data_folders.py",
-                 "test_tune_distributed.py")
+                 "test_tune_distributed.py", "test_python_docs.py", "test_startup_imports.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -128,6 +128,9 @@ class KerasConventions:
                                   if key in kwargs}
     if not self.built:
       self.build_for_images()
+    # Its slots now, not at the first step: a model saved before training then holds the
+    # optimizer state that load_model restores into.
+    self.optimizer.build(self.trainable_variables)
     self._make_trackers()
 
   def _make_trackers(self):
@@ -168,9 +171,7 @@ class KerasConventions:
     config = dict(config)
     config["optimizer"] = keras.optimizers.get(
         keras.saving.deserialize_keras_object(config["optimizer"]))
-    self.compile(**config)
-    # Its variables must exist for load_model to restore the optimizer's state into them.
-    self.optimizer.build(self.trainable_variables)
+    self.compile(**config)  # Builds the optimizer: load_model restores its state into it.
 
   # --- The steps --------------------------------------------------------------------------------
 
