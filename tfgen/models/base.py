@@ -174,8 +174,7 @@ class GenerativeModel(fitting.KerasConventions, keras.Model, metaclass=abc.ABCMe
     if unknown:
       raise errors.ConfigError(f"model {config.name!r} takes no config.model.{unknown[0]}; its "
                                f"fields: {', '.join(sorted(known))}")
-    fields = {k: tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in v)
-              if isinstance(v, (list, tuple)) else v for k, v in fields.items()}
+    fields = {k: fitting.as_tuples(v) for k, v in fields.items()}
     return cls(info.image_shape, **fields, **cls.data_kwargs(info))
 
   # --- Shapes and inputs ------------------------------------------------------------------------
@@ -340,6 +339,9 @@ class GenerativeModel(fitting.KerasConventions, keras.Model, metaclass=abc.ABCMe
     if mode not in modes:
       raise errors.ConfigError(f"unknown sample mode {mode!r}; this model offers: "
                                f"{', '.join(modes)}")
+    if request.get("label", -1) >= 0 and not modes[mode].uses_label:
+      raise errors.ConfigError(f"sample mode {mode!r} uses no label: it needs a "
+                               "class-conditional model or a mode that picks test images")
     if modes[mode].needs_test_data and test is None:
       raise errors.ConfigError(f"sample mode {mode!r} starts from test images: pass test=DATASET")
     info = getattr(self, "data_info", None)

@@ -351,7 +351,7 @@ class KerasConventions:
   def from_config(cls, config):
     config = dict(config)
     info = config.pop("data_info", None)
-    fields = {k: _tuples(v) for k, v in config.items()}
+    fields = {k: as_tuples(v) for k, v in config.items()}
     model = cls(**fields)
     if info is not None:
       from tfgen.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -410,11 +410,11 @@ def _plain(value):
   return value
 
 
-def _tuples(value):
+def as_tuples(value):
   """Lists read back from JSON as the tuples the constructors were given."""
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
+  if isinstance(value, (list, tuple)):
+    return tuple(as_tuples(v) for v in value)
   if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
+    return {k: as_tuples(v) for k, v in value.items()}
   return value
 

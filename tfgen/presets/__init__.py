@@ -282,25 +282,17 @@ def sample_grid(name: str, num: int, out: str, seed: int = 0, num_columns: int =
   """
   from tfgen import data as data_lib  # pylint: disable=g-import-not-at-top
   from tfgen import viz  # pylint: disable=g-import-not-at-top
-  from tfgen.models import capabilities as caps  # pylint: disable=g-import-not-at-top
   preset_card = card(name)
   viz.check_writable(out)
   model = from_preset(name)
-  config, info = config_of(preset_card, manual_dir), data_info_of(preset_card)
-  modes = model.sample_modes()
-  if mode not in modes:
-    raise errors.ConfigError(f"unknown --mode {mode!r} for preset {name!r}; it offers: "
-                             f"{', '.join(modes)}")
-  chosen = modes[mode]
-  if label >= 0 and not chosen.uses_label:
-    raise errors.ConfigError(f"--label is not used by --mode={mode} of preset {name!r}")
-  request = caps.SampleRequest(num=num, seed=seed, mean=mean, label=label,
-                               num_columns=num_columns, model_name=config.model.name,
-                               num_classes=info.num_classes)
-  if chosen.needs_test_data:
-    request.test = data_lib.load(config.data, config.train.batch_size, config.eval.batch_size,
-                                 seed=config.seed, splits=("test",)).test
-  return viz.write_png(out, chosen.fn(request))
+  config = config_of(preset_card, manual_dir)
+  chosen = model.sample_modes().get(mode)
+  test = None
+  if chosen is not None and chosen.needs_test_data:
+    test = data_lib.load(config.data, config.train.batch_size, config.eval.batch_size,
+                         seed=config.seed, splits=("test",)).test
+  return viz.write_png(out, model.picture(mode, num=num, seed=seed, test=test, mean=mean,
+                                          label=label, num_columns=num_columns))
 
 
 def _size(num_bytes: int) -> str:
